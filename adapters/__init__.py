@@ -1,0 +1,1 @@
+"""Adapters to the outside world: crypto, storage, transport, importers and exporters."""

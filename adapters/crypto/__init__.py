@@ -1,0 +1,1 @@
+"""Cryptography and canonical encoding for protocol cluebus/1 (PyNaCl, RFC 8785)."""

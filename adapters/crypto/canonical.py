@@ -1,0 +1,88 @@
+"""Strict JSON parsing and RFC 8785 canonical bytes.
+
+Inputs are held to the I-JSON subset that JCS can canonicalise without loss: UTF-8 only,
+no duplicate member names, no floating-point numbers (money is integer fen or a decimal
+string), integers within +/-(2**53 - 1), no lone surrogates.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+from .exceptions import DuplicateKey, FloatNotAllowed, IntegerOutOfRange, MalformedJson
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(f"member name {key!r} appears more than once in one object")
+        result[key] = value
+    return result
+
+
+def _reject_float(token: str) -> Any:
+    raise FloatNotAllowed(
+        f"floating-point number {token} is not allowed; use integer fen or a decimal string")
+
+
+def _reject_constant(token: str) -> Any:
+    raise FloatNotAllowed(f"non-finite number {token} is not allowed")
+
+
+def _check_values(value: Any, path: str = "$") -> None:
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise IntegerOutOfRange(f"integer at {path} is outside +/-(2**53 - 1)")
+    elif isinstance(value, str):
+        _check_text(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path)
+            _check_values(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_values(item, f"{path}[{index}]")
+    elif isinstance(value, float):
+        raise FloatNotAllowed(f"floating-point number at {path} is not allowed")
+    else:
+        raise MalformedJson(f"value at {path} of type {type(value).__name__} is not JSON")
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedJson(f"string at {path} contains a lone surrogate") from exc
+
+
+def strict_loads(data: bytes) -> Any:
+    """Parse ``data`` as strict JSON, raising a typed error naming the rule it breaks."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise MalformedJson("a byte-order mark is not allowed")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(f"not valid UTF-8 at byte {exc.start}") from exc
+    try:
+        value = json.loads(text, object_pairs_hook=_reject_duplicates,
+                           parse_float=_reject_float, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise MalformedJson(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise MalformedJson("JSON nested too deeply") from exc
+    _check_values(value)
+    return value
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 (JCS) canonical UTF-8 bytes of ``value``, after the same strict checks."""
+    _check_values(value)
+    return rfc8785.dumps(value)

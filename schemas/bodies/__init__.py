@@ -1,0 +1,1 @@
+"""Body contracts, one module per family of kinds."""

@@ -1,0 +1,122 @@
+"""Every body kind and version the protocol knows, and loading a body through its schema."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from marshmallow import Schema, ValidationError
+
+from .bodies import decisions, finance, office, receipts, transfers
+from .exceptions import BodyInvalid, UnknownKind, UnknownSchemaVersion
+
+# Kind names. Code refers to kinds through these constants.
+CLUE_TRANSFER = "clue_transfer"
+COPY_NOTICE = "copy_notice"
+RECEIPT = "receipt"
+FILING_DECISION = "filing_decision"
+RECONSIDERATION_REQUEST = "reconsideration_request"
+RECONSIDERATION_DECISION = "reconsideration_decision"
+SUPERVISION_REQUEST = "supervision_request"
+SUPERVISION_NOTICE = "supervision_notice"
+MATERIALS_HANDOVER = "materials_handover"
+CASE_TRANSFER = "case_transfer"
+PROSECUTION_DECISION = "prosecution_decision"
+JUDGMENT = "judgment"
+HANDLING_RESULT = "handling_result"
+INVOICE_VERIFICATION_REQUEST = "invoice_verification_request"
+INVOICE_VERIFICATION_RESULT = "invoice_verification_result"
+REWARD_REQUEST = "reward_request"
+REWARD_PAYMENT = "reward_payment"
+FINDING_NOTICE = "finding_notice"
+URGE = "urge"
+WITHDRAWAL = "withdrawal"
+CLOSURE = "closure"
+
+BODY_SCHEMAS: Mapping[str, Mapping[int, type[Schema]]] = MappingProxyType({
+    CLUE_TRANSFER: {1: transfers.ClueTransferV1},
+    COPY_NOTICE: {1: transfers.CopyNoticeV1},
+    RECEIPT: {1: receipts.ReceiptV1},
+    FILING_DECISION: {1: decisions.FilingDecisionV1},
+    RECONSIDERATION_REQUEST: {1: decisions.ReconsiderationRequestV1},
+    RECONSIDERATION_DECISION: {1: decisions.ReconsiderationDecisionV1},
+    SUPERVISION_REQUEST: {1: decisions.SupervisionRequestV1},
+    SUPERVISION_NOTICE: {1: decisions.SupervisionNoticeV1},
+    MATERIALS_HANDOVER: {1: transfers.MaterialsHandoverV1},
+    CASE_TRANSFER: {1: transfers.CaseTransferV1},
+    PROSECUTION_DECISION: {1: decisions.ProsecutionDecisionV1},
+    JUDGMENT: {1: decisions.JudgmentV1},
+    HANDLING_RESULT: {1: decisions.HandlingResultV1},
+    INVOICE_VERIFICATION_REQUEST: {1: finance.InvoiceVerificationRequestV1},
+    INVOICE_VERIFICATION_RESULT: {1: finance.InvoiceVerificationResultV1},
+    REWARD_REQUEST: {1: finance.RewardRequestV1},
+    REWARD_PAYMENT: {1: finance.RewardPaymentV1},
+    FINDING_NOTICE: {1: decisions.FindingNoticeV1},
+    URGE: {1: office.UrgeV1},
+    WITHDRAWAL: {1: transfers.WithdrawalV1},
+    CLOSURE: {1: transfers.ClosureV1},
+})
+
+KINDS = tuple(BODY_SCHEMAS)
+
+
+def latest_version(kind: str) -> int:
+    return max(_versions(kind))
+
+
+def _versions(kind: str) -> Mapping[int, type[Schema]]:
+    try:
+        return BODY_SCHEMAS[kind]
+    except KeyError:
+        raise UnknownKind(f"unknown message kind {kind!r}") from None
+
+
+def body_schema(kind: str, version: int) -> Schema:
+    versions = _versions(kind)
+    try:
+        return versions[version]()
+    except KeyError:
+        known = ", ".join(str(v) for v in sorted(versions))
+        raise UnknownSchemaVersion(
+            f"kind {kind!r} has no schema version {version} (known: {known})") from None
+
+
+def load_body(kind: str, version: int, body: Any) -> dict:
+    """Validate a received body; the result has typed values (datetimes, dates)."""
+    schema = body_schema(kind, version)
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise BodyInvalid(f"{kind} v{version} body is invalid: {_summarise(messages)}", messages) from None
+
+
+def dump_body(kind: str, version: int, body: Mapping) -> dict:
+    """Validate an outgoing body and dump it to its wire form.
+
+    Loading first is what validates (marshmallow's dump does not); dumping the loaded
+    value is what gives the wire form.
+    """
+    schema = body_schema(kind, version)
+    wire = schema.dump(body)
+    try:
+        loaded = schema.load(wire)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise BodyInvalid(f"{kind} v{version} body is invalid: {_summarise(messages)}", messages) from None
+    return schema.dump(loaded)
+
+
+def _summarise(messages: Mapping, prefix: str = "") -> str:
+    parts = []
+    for key, value in messages.items():
+        path = f"{prefix}{key}" if not prefix else f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            parts.append(_summarise(value, path))
+        else:
+            text = "; ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            parts.append(f"{path}: {text}")
+    return ", ".join(parts)
+
+
+summarise_messages = _summarise

@@ -1,0 +1,72 @@
+"""The route table: which agency may send which kind to which agency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from .exceptions import ForbiddenRoute, RouteTableError
+from .registry import KINDS
+
+DEFAULT_ROUTES_RESOURCE = "routes.yaml"
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    routes: Mapping[str, frozenset[tuple[str, str]]]
+    reply_kinds: frozenset[str]
+
+    def allows(self, kind: str, sender: str, recipient: str) -> bool:
+        if kind in self.reply_kinds:
+            return any((recipient, sender) in pairs for pairs in self.routes.values())
+        return (sender, recipient) in self.routes.get(kind, frozenset())
+
+    def check(self, kind: str, sender: str, recipient: str) -> None:
+        if not self.allows(kind, sender, recipient):
+            raise ForbiddenRoute(f"{sender} may not send {kind} to {recipient}")
+
+    def recipients(self, kind: str, sender: str) -> list[str]:
+        return sorted(r for s, r in self.routes.get(kind, ()) if s == sender)
+
+    def restricted_to(self, agencies: Iterable[str]) -> "RouteTable":
+        """The table without routes that involve an agency not in ``agencies``."""
+        known = set(agencies)
+        return RouteTable(
+            {kind: frozenset((s, r) for s, r in pairs if s in known and r in known)
+             for kind, pairs in self.routes.items()},
+            self.reply_kinds)
+
+    @classmethod
+    def from_data(cls, data: Mapping) -> "RouteTable":
+        if not isinstance(data, Mapping) or not isinstance(data.get("routes"), Mapping):
+            raise RouteTableError("route table needs a 'routes' mapping")
+        reply_kinds = frozenset(data.get("reply_kinds") or ())
+        routes: dict[str, frozenset[tuple[str, str]]] = {}
+        for kind, pairs in data["routes"].items():
+            if kind not in KINDS:
+                raise RouteTableError(f"route table names unknown kind {kind!r}")
+            if kind in reply_kinds:
+                raise RouteTableError(f"reply kind {kind!r} takes no explicit routes")
+            checked = set()
+            for pair in pairs or ():
+                if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                        or not all(isinstance(a, str) for a in pair) or pair[0] == pair[1]):
+                    raise RouteTableError(f"route {pair!r} of {kind!r} is not [sender, recipient]")
+                checked.add((pair[0], pair[1]))
+            routes[kind] = frozenset(checked)
+        for kind in reply_kinds:
+            if kind not in KINDS:
+                raise RouteTableError(f"route table names unknown reply kind {kind!r}")
+        return cls(routes, reply_kinds)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "RouteTable":
+        if path:
+            text = Path(path).read_text(encoding="utf-8")
+        else:
+            text = resources.files("schemas").joinpath(DEFAULT_ROUTES_RESOURCE).read_text(encoding="utf-8")
+        return cls.from_data(yaml.safe_load(text))

@@ -1,0 +1,1 @@
+"""cluebus services: domain, handlers, Nameko services, dependency providers and the CLI."""

@@ -1,0 +1,46 @@
+"""``cluebus``: one entry point, one sub-module per command group."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adapters.crypto.exceptions import CryptoError
+from services.config import ConfigError
+
+from . import keys_cmd, schemas_cmd
+from .errors import CommandError
+
+COMMAND_GROUPS = (keys_cmd, schemas_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cluebus",
+        description="Signed, schema-checked clue and case transfers between agencies.")
+    parser.add_argument("--config", help="configuration YAML (default: $CLUEBUS_CONFIG or the shipped one)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except (CommandError, ConfigError) as exc:
+        print(f"cluebus: {exc}", file=sys.stderr)
+        return 2
+    except CryptoError as exc:
+        print(f"cluebus: [{exc.rule}] {exc.detail}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""One YAML configuration file with ``${VAR:default}`` interpolation.
+
+The convention is Nameko's: a scalar written ``${VAR}`` or ``${VAR:default}`` takes the
+environment variable VAR when set, else the default. When the whole scalar is one such
+reference, the result is parsed as YAML so that numbers and booleans keep their type.
+Key names are constants below; code never spells a key as a bare string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+# Top-level keys.
+AMQP_URI = "AMQP_URI"
+DATA_DIR = "DATA_DIR"
+KEYS_DIR = "KEYS_DIR"
+AGENCIES = "AGENCIES"
+PROTOCOL = "PROTOCOL"
+KEYS = "KEYS"
+ROUTES_FILE = "ROUTES_FILE"
+
+# Keys under PROTOCOL.
+MAX_MESSAGE_BYTES = "MAX_MESSAGE_BYTES"
+CLOCK_SKEW_SECONDS = "CLOCK_SKEW_SECONDS"
+
+# Keys under KEYS.
+VALIDITY_DAYS = "VALIDITY_DAYS"
+
+# Keys under each agency.
+AGENCY_NAME = "name"
+AGENCY_NAME_ZH = "name_zh"
+
+CONFIG_ENV_VAR = "CLUEBUS_CONFIG"
+DEFAULT_CONFIG_RESOURCE = "cluebus.yaml"
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, malformed or names an unset variable."""
+
+
+def _interpolate(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _interpolate(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, environ) for item in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set and has no default")
+        return default
+
+    whole = _REFERENCE.fullmatch(value)
+    substituted = _REFERENCE.sub(replace, value)
+    if whole:
+        # A bare reference keeps YAML typing: "1048576" becomes an int, "true" a bool.
+        return yaml.safe_load(substituted) if substituted != "" else ""
+    return substituted
+
+
+def load_config(path: str | os.PathLike | None = None,
+                environ: Mapping[str, str] | None = None) -> dict:
+    """Load the configuration: ``path``, else $CLUEBUS_CONFIG, else the shipped default."""
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get(CONFIG_ENV_VAR)
+    try:
+        if chosen:
+            text = Path(chosen).read_text(encoding="utf-8")
+        else:
+            text = resources.files("services").joinpath(DEFAULT_CONFIG_RESOURCE).read_text(
+                encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {chosen}: {exc}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {chosen or DEFAULT_CONFIG_RESOURCE} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("configuration must be a mapping at the top level")
+    config = _interpolate(raw, environ)
+    if not config.get(AGENCIES):
+        raise ConfigError(f"configuration lists no {AGENCIES}")
+    return config
+
+
+def agency_codes(config: Mapping) -> list[str]:
+    return list(config[AGENCIES])
+
+
+def protocol_setting(config: Mapping, key: str) -> Any:
+    return config[PROTOCOL][key]

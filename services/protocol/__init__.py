@@ -1,0 +1,1 @@
+"""Protocol cluebus/1: composing signed envelopes and verifying received ones."""

@@ -1,0 +1,115 @@
+"""Composing outgoing envelopes: body through its schema, optional sealing, signature."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Mapping
+
+from adapters.crypto.canonical import canonical_bytes
+from adapters.crypto.exceptions import CryptoError
+from adapters.crypto.keys import X25519, Keyring
+from adapters.crypto.sealing import BoxKey
+from adapters.crypto.signing import Signer
+from adapters.crypto.timestamps import format_timestamp
+from schemas.envelope import PLAIN, PROTOCOL, SEAL_ALGORITHM, SEALED
+from schemas.exceptions import SchemaError
+from schemas.registry import dump_body, latest_version
+from schemas.routes import RouteTable
+
+from .exceptions import ComposeError
+from .signing_input import body_sha256, message_sha256, signing_input
+
+
+@dataclass(frozen=True)
+class SignedMessage:
+    """A composed message: the exact bytes to send and what they say."""
+
+    raw: bytes
+    envelope: dict
+    plain_body: dict
+
+    @property
+    def message_id(self) -> str:
+        return self.envelope["message_id"]
+
+    @property
+    def sha256(self) -> str:
+        return message_sha256(self.raw)
+
+
+def sign_envelope(unsigned_envelope: Mapping, signer: Signer) -> dict:
+    """Add ``signature`` to an envelope that has every other field."""
+    envelope = dict(unsigned_envelope)
+    envelope.pop("signature", None)
+    envelope["signature"] = signer.sign(signing_input(envelope))
+    return envelope
+
+
+def encode(envelope: Mapping) -> bytes:
+    """Wire bytes: the RFC 8785 form of the whole envelope."""
+    return canonical_bytes(dict(envelope))
+
+
+class Composer:
+    """Builds signed envelopes for one agency. Holds a Signer, never a raw key."""
+
+    def __init__(self, signer: Signer, routes: RouteTable, keyring: Keyring,
+                 box_key: BoxKey | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.signer = signer
+        self.routes = routes
+        self.keyring = keyring
+        self.box_key = box_key
+        self.clock = clock
+
+    @property
+    def agency(self) -> str:
+        return self.signer.agency
+
+    def compose(self, kind: str, recipient: str, body: Mapping, *, referral_id: str,
+                in_reply_to: str | None = None, message_id: str | None = None,
+                sent_at: datetime | None = None, schema_version: int | None = None,
+                seal: bool = False) -> SignedMessage:
+        try:
+            version = schema_version or latest_version(kind)
+            wire_body = dump_body(kind, version, body)
+            self.routes.check(kind, self.agency, recipient)
+        except SchemaError as exc:
+            raise ComposeError(exc.rule, exc.detail, exc.messages) from None
+        sent_at = sent_at or self.clock()
+        envelope = {
+            "protocol": PROTOCOL,
+            "message_id": message_id or str(uuid.uuid4()),
+            "kind": kind,
+            "schema_version": version,
+            "sender": self.agency,
+            "recipient": recipient,
+            "referral_id": referral_id,
+            "in_reply_to": in_reply_to,
+            "sent_at": format_timestamp(sent_at),
+            "sender_key_id": self.signer.key_id,
+            "body_encoding": SEALED if seal else PLAIN,
+            "body": self._seal(wire_body, recipient, sent_at) if seal else wire_body,
+        }
+        envelope["body_sha256"] = body_sha256(envelope["body"])
+        envelope = sign_envelope(envelope, self.signer)
+        return SignedMessage(encode(envelope), envelope, wire_body)
+
+    def _seal(self, wire_body: dict, recipient: str, at: datetime) -> dict:
+        if self.box_key is None:
+            raise ComposeError("body.sealed", f"{self.agency} has no box key to seal with")
+        try:
+            recipient_key_id = self.keyring.current_key_id(recipient, X25519, at)
+            recipient_key = self.keyring.records[recipient_key_id].public_key
+        except CryptoError as exc:
+            raise ComposeError(exc.rule, exc.detail) from None
+        nonce, ciphertext = self.box_key.seal(canonical_bytes(wire_body), recipient_key)
+        return {
+            "alg": SEAL_ALGORITHM,
+            "sender_box_key_id": self.box_key.key_id,
+            "recipient_box_key_id": recipient_key_id,
+            "nonce": nonce,
+            "ciphertext": ciphertext,
+        }

@@ -1,0 +1,161 @@
+"""Verifying a received message, in the order docs/protocol.md specifies.
+
+Nothing acts on a message until this returns: each failed check raises a
+:class:`~services.protocol.exceptions.Rejection` naming its rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable
+
+from marshmallow import ValidationError
+
+from adapters.crypto.canonical import canonical_bytes, strict_loads
+from adapters.crypto.exceptions import CryptoError, SealError
+from adapters.crypto.keys import ED25519, X25519, Keyring
+from adapters.crypto.sealing import BoxKey
+from adapters.crypto.signing import verify_signature
+from schemas.envelope import PROTOCOL, SEALED, EnvelopeSchema
+from schemas.exceptions import (EnvelopeInvalid, SchemaError, UnknownAgency, UnsupportedProtocol)
+from schemas.registry import body_schema, load_body, summarise_messages
+from schemas.routes import RouteTable
+
+from .exceptions import Rejection
+from .signing_input import body_sha256, message_sha256, signing_input
+
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
+
+
+@dataclass(frozen=True)
+class VerifiedMessage:
+    raw: bytes
+    sha256: str
+    envelope: dict          # as parsed, wire values
+    sent_at: datetime
+    body: dict | None       # loaded through its schema; None when sealed for someone else
+    sealed: bool
+
+    def __getattr__(self, name):
+        # Envelope metadata read as attributes: message.kind, message.sender, ...
+        envelope = object.__getattribute__(self, "envelope")
+        if name in envelope:
+            return envelope[name]
+        raise AttributeError(name)
+
+
+class Verifier:
+    def __init__(self, keyring: Keyring, routes: RouteTable, agencies: Iterable[str], *,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+                 box_key: BoxKey | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.keyring = keyring
+        self.routes = routes
+        self.agencies = frozenset(agencies)
+        self.max_message_bytes = max_message_bytes
+        self.clock_skew = clock_skew
+        self.box_key = box_key
+        self.clock = clock
+
+    def verify(self, raw: bytes, *, expected_recipient: str | None = None,
+               check_freshness: bool = True) -> VerifiedMessage:
+        envelope = self._parse(raw)
+        sent_at = self._authenticate(envelope)
+        # From here on the sender is authenticated.
+        self._check_metadata(envelope, expected_recipient)
+        if check_freshness:
+            self._check_freshness(sent_at)
+        body = self._load_body(envelope, sent_at)
+        return VerifiedMessage(raw, message_sha256(raw), envelope, sent_at, body,
+                               envelope["body_encoding"] == SEALED)
+
+    # -- before authentication -------------------------------------------------
+    def _parse(self, raw: bytes) -> dict:
+        if len(raw) > self.max_message_bytes:
+            raise Rejection("message.oversized",
+                            f"message is {len(raw)} bytes; the limit is {self.max_message_bytes}",
+                            authenticated=False)
+        try:
+            envelope = strict_loads(raw)
+        except CryptoError as exc:
+            raise Rejection.from_error(exc, authenticated=False) from None
+        if not isinstance(envelope, dict):
+            raise Rejection(EnvelopeInvalid.rule, "a message must be a JSON object", authenticated=False)
+        if envelope.get("protocol") != PROTOCOL:
+            raise Rejection(UnsupportedProtocol.rule,
+                            f"protocol {envelope.get('protocol')!r} is not supported (expected {PROTOCOL!r})",
+                            authenticated=False)
+        try:
+            EnvelopeSchema().load(envelope)
+        except ValidationError as exc:
+            raise Rejection(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(exc.messages)}",
+                            authenticated=False, messages=exc.messages) from None
+        return envelope
+
+    def _authenticate(self, envelope: dict) -> datetime:
+        sent_at = EnvelopeSchema().fields["sent_at"].deserialize(envelope["sent_at"])
+        try:
+            key = self.keyring.key_for(envelope["sender_key_id"], agency=envelope["sender"],
+                                       algorithm=ED25519, at=sent_at)
+            verify_signature(key.public_key, signing_input(envelope), envelope["signature"])
+        except CryptoError as exc:
+            raise Rejection.from_error(exc, authenticated=False) from None
+        return sent_at
+
+    # -- after authentication ----------------------------------------------------
+    def _check_metadata(self, envelope: dict, expected_recipient: str | None) -> None:
+        def reject(rule, detail, messages=None):
+            return Rejection(rule, detail, authenticated=True, messages=messages)
+
+        if body_sha256(envelope["body"]) != envelope["body_sha256"]:
+            raise reject("body.hash_mismatch", "body_sha256 does not match the body")
+        for role in ("sender", "recipient"):
+            if envelope[role] not in self.agencies:
+                raise reject(UnknownAgency.rule, f"{role} {envelope[role]!r} is not a configured agency")
+        try:
+            body_schema(envelope["kind"], envelope["schema_version"])
+            self.routes.check(envelope["kind"], envelope["sender"], envelope["recipient"])
+        except SchemaError as exc:
+            raise reject(exc.rule, exc.detail) from None
+        if expected_recipient is not None and envelope["recipient"] != expected_recipient:
+            raise reject("recipient.mismatch",
+                         f"message is addressed to {envelope['recipient']}, not {expected_recipient}")
+
+    def _check_freshness(self, sent_at: datetime) -> None:
+        now = self.clock()
+        if abs(now - sent_at) > self.clock_skew:
+            raise Rejection("clock.skew",
+                            f"sent_at is {int((sent_at - now).total_seconds())} s from the receiver's clock; "
+                            f"at most {int(self.clock_skew.total_seconds())} s allowed",
+                            authenticated=True)
+
+    def _load_body(self, envelope: dict, sent_at: datetime) -> dict | None:
+        body = envelope["body"]
+        if envelope["body_encoding"] == SEALED:
+            if self.box_key is None or envelope["recipient"] != self.box_key.agency:
+                return None  # sealed for someone else: metadata only
+            body = self._open(envelope, sent_at)
+        try:
+            return load_body(envelope["kind"], envelope["schema_version"], body)
+        except SchemaError as exc:
+            raise Rejection.from_error(exc, authenticated=True) from None
+
+    def _open(self, envelope: dict, sent_at: datetime) -> dict:
+        sealed = envelope["body"]
+        try:
+            if sealed["recipient_box_key_id"] != self.box_key.key_id:
+                self.keyring.key_for(sealed["recipient_box_key_id"], agency=envelope["recipient"],
+                                     algorithm=X25519, at=sent_at)
+                raise SealError(f"sealed for key {sealed['recipient_box_key_id']}, not ours ({self.box_key.key_id})")
+            sender_key = self.keyring.key_for(sealed["sender_box_key_id"], agency=envelope["sender"],
+                                              algorithm=X25519, at=sent_at)
+            plaintext = self.box_key.open(sealed["nonce"], sealed["ciphertext"], sender_key.public_key)
+            body = strict_loads(plaintext)
+            if not isinstance(body, dict) or canonical_bytes(body) != plaintext:
+                raise SealError("sealed plaintext is not the canonical JSON of an object")
+        except CryptoError as exc:
+            raise Rejection.from_error(exc, authenticated=True) from None
+        return body
