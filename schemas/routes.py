@@ -19,10 +19,16 @@ DEFAULT_ROUTES_RESOURCE = "routes.yaml"
 class RouteTable:
     routes: Mapping[str, frozenset[tuple[str, str]]]
     reply_kinds: frozenset[str]
+    # When set (see restricted_to), only these agencies take part at all.
+    agencies: frozenset[str] | None = None
 
     def allows(self, kind: str, sender: str, recipient: str) -> bool:
+        if self.agencies is not None and not {sender, recipient} <= self.agencies:
+            return False
         if kind in self.reply_kinds:
-            return any((recipient, sender) in pairs for pairs in self.routes.values())
+            # A reply answers whatever arrived, even a message that was itself refused
+            # (a rejection receipt for a forbidden route must still reach its sender).
+            return sender != recipient
         return (sender, recipient) in self.routes.get(kind, frozenset())
 
     def check(self, kind: str, sender: str, recipient: str) -> None:
@@ -38,7 +44,7 @@ class RouteTable:
         return RouteTable(
             {kind: frozenset((s, r) for s, r in pairs if s in known and r in known)
              for kind, pairs in self.routes.items()},
-            self.reply_kinds)
+            self.reply_kinds, frozenset(known))
 
     @classmethod
     def from_data(cls, data: Mapping) -> "RouteTable":

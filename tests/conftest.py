@@ -6,7 +6,7 @@ eventlet.monkey_patch()
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.fixtures.keys"]
+pytest_plugins = ["tests.fixtures.keys", "tests.fixtures.bodies"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -15,6 +15,8 @@ class Rejection(Exception):
         self.detail = detail
         self.authenticated = authenticated
         self.messages = messages or {}
+        # The verified envelope, set when the sender had been authenticated.
+        self.envelope: dict | None = None
 
     @classmethod
     def from_error(cls, error: Exception, *, authenticated: bool) -> "Rejection":

@@ -37,6 +37,7 @@ class VerifiedMessage:
     sent_at: datetime
     body: dict | None       # loaded through its schema; None when sealed for someone else
     sealed: bool
+    plain_body: dict | None  # the body's wire form (opened when sealed for us); None if unreadable
 
     def __getattr__(self, name):
         # Envelope metadata read as attributes: message.kind, message.sender, ...
@@ -64,13 +65,18 @@ class Verifier:
                check_freshness: bool = True) -> VerifiedMessage:
         envelope = self._parse(raw)
         sent_at = self._authenticate(envelope)
-        # From here on the sender is authenticated.
-        self._check_metadata(envelope, expected_recipient)
-        if check_freshness:
-            self._check_freshness(sent_at)
-        body = self._load_body(envelope, sent_at)
+        # From here on the sender is authenticated: a rejection carries the envelope so the
+        # receiver can answer it with a signed rejection receipt.
+        try:
+            self._check_metadata(envelope, expected_recipient)
+            if check_freshness:
+                self._check_freshness(sent_at)
+            plain_body, body = self._load_body(envelope, sent_at)
+        except Rejection as rejection:
+            rejection.envelope = envelope
+            raise
         return VerifiedMessage(raw, message_sha256(raw), envelope, sent_at, body,
-                               envelope["body_encoding"] == SEALED)
+                               envelope["body_encoding"] == SEALED, plain_body)
 
     # -- before authentication -------------------------------------------------
     def _parse(self, raw: bytes) -> dict:
@@ -132,14 +138,15 @@ class Verifier:
                             f"at most {int(self.clock_skew.total_seconds())} s allowed",
                             authenticated=True)
 
-    def _load_body(self, envelope: dict, sent_at: datetime) -> dict | None:
+    def _load_body(self, envelope: dict, sent_at: datetime) -> tuple[dict | None, dict | None]:
+        """(wire form, loaded form) of the body; (None, None) when sealed for someone else."""
         body = envelope["body"]
         if envelope["body_encoding"] == SEALED:
             if self.box_key is None or envelope["recipient"] != self.box_key.agency:
-                return None  # sealed for someone else: metadata only
+                return None, None  # sealed for someone else: metadata only
             body = self._open(envelope, sent_at)
         try:
-            return load_body(envelope["kind"], envelope["schema_version"], body)
+            return body, load_body(envelope["kind"], envelope["schema_version"], body)
         except SchemaError as exc:
             raise Rejection.from_error(exc, authenticated=True) from None
 
