@@ -25,6 +25,24 @@ PROTOCOL = "PROTOCOL"
 KEYS = "KEYS"
 ROUTES_FILE = "ROUTES_FILE"
 
+DATABASE_URL = "DATABASE_URL"
+TRANSPORT = "TRANSPORT"
+DELIVERY = "DELIVERY"
+
+# Keys under TRANSPORT.
+EXCHANGE = "EXCHANGE"
+DEAD_LETTER_EXCHANGE = "DEAD_LETTER_EXCHANGE"
+QUEUE_TYPE = "QUEUE_TYPE"
+DELIVERY_LIMIT = "DELIVERY_LIMIT"
+
+# Keys under DELIVERY.
+RELAY_INTERVAL_SECONDS = "RELAY_INTERVAL_SECONDS"
+RECEIPT_TIMEOUT_SECONDS = "RECEIPT_TIMEOUT_SECONDS"
+BACKOFF_FACTOR = "BACKOFF_FACTOR"
+MAX_ATTEMPTS = "MAX_ATTEMPTS"
+PUBLISH_RETRY_SECONDS = "PUBLISH_RETRY_SECONDS"
+SEAL_BODIES = "SEAL_BODIES"
+
 # Keys under PROTOCOL.
 MAX_MESSAGE_BYTES = "MAX_MESSAGE_BYTES"
 CLOCK_SKEW_SECONDS = "CLOCK_SKEW_SECONDS"
@@ -101,3 +119,9 @@ def agency_codes(config: Mapping) -> list[str]:
 
 def protocol_setting(config: Mapping, key: str) -> Any:
     return config[PROTOCOL][key]
+
+
+def database_url(config: Mapping, agency: str) -> str:
+    """The node's own database URL, with {data_dir} and {agency} filled in."""
+    data_dir = str(Path(config[DATA_DIR]).expanduser().resolve())
+    return str(config[DATABASE_URL]).replace("{data_dir}", data_dir).replace("{agency}", agency)

@@ -47,7 +47,7 @@ class ReceiveOutcome:
 def receive(ctx: NodeContext, raw: bytes) -> ReceiveOutcome:
     now = ctx.clock()
     try:
-        verified = ctx.verifier.verify(raw, expected_recipient=ctx.agency)
+        verified = ctx.verifier.verify(raw, expected_recipient=ctx.agency, now=now)
     except Rejection as rejection:
         if rejection.envelope is None or rejection.envelope.get("kind") == RECEIPT:
             # Unauthenticated senders are not answered; receipts are never answered.

@@ -62,7 +62,7 @@ class Verifier:
         self.clock = clock
 
     def verify(self, raw: bytes, *, expected_recipient: str | None = None,
-               check_freshness: bool = True) -> VerifiedMessage:
+               check_freshness: bool = True, now: datetime | None = None) -> VerifiedMessage:
         envelope = self._parse(raw)
         sent_at = self._authenticate(envelope)
         # From here on the sender is authenticated: a rejection carries the envelope so the
@@ -70,7 +70,7 @@ class Verifier:
         try:
             self._check_metadata(envelope, expected_recipient)
             if check_freshness:
-                self._check_freshness(sent_at)
+                self._check_freshness(sent_at, now or self.clock())
             plain_body, body = self._load_body(envelope, sent_at)
         except Rejection as rejection:
             rejection.envelope = envelope
@@ -130,8 +130,7 @@ class Verifier:
             raise reject("recipient.mismatch",
                          f"message is addressed to {envelope['recipient']}, not {expected_recipient}")
 
-    def _check_freshness(self, sent_at: datetime) -> None:
-        now = self.clock()
+    def _check_freshness(self, sent_at: datetime, now: datetime) -> None:
         if abs(now - sent_at) > self.clock_skew:
             raise Rejection("clock.skew",
                             f"sent_at is {int((sent_at - now).total_seconds())} s from the receiver's clock; "

@@ -1,0 +1,1 @@
+"""RabbitMQ transport: topology, raw-bytes serializer and a confirming publisher."""

@@ -1,0 +1,73 @@
+"""The broker topology, declared explicitly at start-up.
+
+- one durable topic exchange; routing key ``<recipient>.<kind>``;
+- one durable queue per agency, bound to ``<agency>.*`` (quorum where supported), whose
+  messages that keep failing (``x-delivery-limit``) are dead-lettered;
+- a dead-letter exchange with one quarantine queue per agency, bound the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from kombu import Connection, Exchange, Queue
+
+QUORUM = "quorum"
+CLASSIC = "classic"
+
+
+@dataclass(frozen=True)
+class Topology:
+    agencies: tuple[str, ...]
+    exchange_name: str = "cluebus"
+    dead_letter_exchange_name: str = "cluebus.dlx"
+    queue_type: str = QUORUM
+    delivery_limit: int = 20
+
+    @property
+    def exchange(self) -> Exchange:
+        return Exchange(self.exchange_name, type="topic", durable=True)
+
+    @property
+    def dead_letter_exchange(self) -> Exchange:
+        return Exchange(self.dead_letter_exchange_name, type="topic", durable=True)
+
+    def queue_name(self, agency: str) -> str:
+        return f"{self.exchange_name}.{agency}"
+
+    def quarantine_queue_name(self, agency: str) -> str:
+        return f"{self.exchange_name}.{agency}.quarantine"
+
+    def binding_key(self, agency: str) -> str:
+        return f"{agency}.*"
+
+    def _type_arguments(self) -> dict:
+        return {"x-queue-type": QUORUM} if self.queue_type == QUORUM else {}
+
+    def queue(self, agency: str) -> Queue:
+        arguments = {"x-dead-letter-exchange": self.dead_letter_exchange_name, **self._type_arguments()}
+        if self.queue_type == QUORUM:
+            arguments["x-delivery-limit"] = self.delivery_limit
+        return Queue(self.queue_name(agency), exchange=self.exchange, routing_key=self.binding_key(agency),
+                     durable=True, queue_arguments=arguments)
+
+    def quarantine_queue(self, agency: str) -> Queue:
+        return Queue(self.quarantine_queue_name(agency), exchange=self.dead_letter_exchange,
+                     routing_key=self.binding_key(agency), durable=True,
+                     queue_arguments=self._type_arguments())
+
+    def entities(self, agencies: Iterable[str] | None = None) -> list:
+        entities: list = [self.exchange, self.dead_letter_exchange]
+        for agency in agencies or self.agencies:
+            entities += [self.queue(agency), self.quarantine_queue(agency)]
+        return entities
+
+    def declare(self, connection: Connection) -> None:
+        """Declare exchanges, queues and bindings for every agency (idempotent)."""
+        channel = connection.channel()
+        try:
+            for entity in self.entities():
+                entity(channel).declare()
+        finally:
+            channel.close()

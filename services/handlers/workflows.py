@@ -1,0 +1,75 @@
+"""What a clerk does: start a referral, answer a message, follow a referral up."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from schemas.registry import CLUE_TRANSFER, COPY_NOTICE
+from services.domain.exceptions import UnknownMessage, UnknownReferral
+from services.protocol.compose import SignedMessage
+
+from .context import NodeContext
+from .sending import outgoing
+
+SUSPECTED_CRIME = "suspected_crime"
+PROCURATORATE = "procuratorate"
+
+
+def start(ctx: NodeContext, kind: str, recipient: str, body: Mapping, *, seal: bool = False,
+          referral_id: str | None = None) -> list[SignedMessage]:
+    """Open a referral with its first message."""
+    with outgoing(ctx, referral_id) as batch:
+        batch.stage(kind, recipient, body, seal=seal)
+    return batch.sent
+
+
+def refer_clue(ctx: NodeContext, body: Mapping, recipient: str, *, seal: bool = False,
+               copy_to: str | None = PROCURATORATE, referral_id: str | None = None) -> list[SignedMessage]:
+    """Transfer a clue; a suspected-crime clue is copied to the procuratorate in the same
+    transaction (抄送同级人民检察院), so there is never a transfer without its copy."""
+    with outgoing(ctx, referral_id) as batch:
+        transfer = batch.stage(CLUE_TRANSFER, recipient, body, seal=seal)
+        if body.get("category") == SUSPECTED_CRIME and copy_to:
+            batch.stage(COPY_NOTICE, copy_to, copy_notice_body(transfer, recipient), seal=seal)
+    return batch.sent
+
+
+def copy_notice_body(transfer: SignedMessage, recipient: str) -> dict:
+    body = transfer.plain_body
+    return {
+        "transfer_message_id": transfer.message_id,
+        "transfer_message_sha256": transfer.sha256,
+        "transferred_to": recipient,
+        "clue_no": body["clue_no"],
+        "category": body["category"],
+        "title": body["title"],
+        "amount_involved_fen": body["amount_involved_fen"],
+    }
+
+
+def reply(ctx: NodeContext, message_id: str, kind: str, body: Mapping, *,
+          recipients: Iterable[str] | None = None, seal: bool = False) -> list[SignedMessage]:
+    """Answer a message this node holds: to its other party, in its referral."""
+    with ctx.store.transaction() as repo:
+        message = repo.message(message_id)
+        if message is None:
+            raise UnknownMessage(f"{ctx.agency} holds no message {message_id}")
+        referral_id = message.referral_id
+        counterpart = message.sender if message.sender != ctx.agency else message.recipient
+    with outgoing(ctx, referral_id) as batch:
+        for recipient in recipients or [counterpart]:
+            batch.stage(kind, recipient, body, in_reply_to=message_id, seal=seal)
+    return batch.sent
+
+
+def follow_up(ctx: NodeContext, referral_id: str, kind: str, body: Mapping, recipients: Iterable[str], *,
+              in_reply_to: str | None = None, seal: bool = False) -> list[SignedMessage]:
+    """Send one message of a known referral to one or more agencies, in one transaction."""
+    with outgoing(ctx, referral_id) as batch:
+        if batch.referral is None:
+            raise UnknownReferral(f"{ctx.agency} has no referral {referral_id}")
+        for recipient in recipients:
+            batch.stage(kind, recipient, body, in_reply_to=in_reply_to, seal=seal)
+    return batch.sent
+
+

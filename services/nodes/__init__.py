@@ -1,0 +1,1 @@
+"""Nameko services: one per agency. They only translate entrypoints into handler calls."""

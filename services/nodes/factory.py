@@ -1,0 +1,71 @@
+"""Builds one Nameko service class per agency from the role table and the configuration."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from adapters.transport.serializer import nameko_serializer_config
+from services import config as c
+from services import settings
+from services.handlers import workflows
+
+from .base import CALLER_ERRORS, AgencyNode
+from .entrypoints import consume_envelopes
+from .roles import FOLLOW_UP, REFER, REPLY, ROLE_ACTIONS, START, Action
+
+
+def _role_method(action: Action):
+    if action.mode == REFER:
+        def method(self, body, recipient=None, seal=None):
+            recipient = recipient or action.recipients[0]
+            return self._sent(workflows.refer_clue(self.context(), body, recipient, seal=self._seal(seal)))
+    elif action.mode == START:
+        def method(self, body, recipient=None, seal=None):
+            recipient = recipient or action.recipients[0]
+            return self._sent(workflows.start(self.context(), action.kind, recipient, body, seal=self._seal(seal)))
+    elif action.mode == REPLY:
+        def method(self, message_id, body, seal=None):
+            return self._sent(workflows.reply(self.context(), message_id, action.kind, body, seal=self._seal(seal)))
+    elif action.mode == FOLLOW_UP:
+        def method(self, referral_id, body, recipients=None, in_reply_to=None, seal=None):
+            return self._sent(workflows.follow_up(self.context(), referral_id, action.kind, body,
+                                                  recipients or action.recipients, in_reply_to=in_reply_to,
+                                                  seal=self._seal(seal)))
+    else:  # pragma: no cover - the table is checked by tests
+        raise ValueError(f"unknown action mode {action.mode!r}")
+    method.__name__ = action.name
+    method.__doc__ = f"{action.doc} Sends {action.kind} ({action.mode})."
+    return rpc(expected_exceptions=CALLER_ERRORS)(method)
+
+
+def build_node_service(agency: str, config: Mapping) -> type:
+    """A Nameko service class named ``agency``: shared behaviour plus its role's methods."""
+    if agency not in c.agency_codes(config):
+        raise ValueError(f"{agency} is not a configured agency")
+    topology = settings.topology(config)
+    interval = float(config[c.DELIVERY][c.RELAY_INTERVAL_SECONDS])
+
+    def on_envelope(self, raw):
+        return self.handle_envelope(raw)
+
+    def relay_outbox(self):
+        self.flush_outbox()
+
+    attributes = {
+        "name": agency,
+        "__doc__": f"The {agency} node.",
+        "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_envelope),
+        "relay_outbox": timer(interval=interval)(relay_outbox),
+    }
+    for action in ROLE_ACTIONS.get(agency, ()):
+        attributes[action.name] = _role_method(action)
+    class_name = "".join(part.title() for part in agency.split("_")) + "Node"
+    return type(class_name, (AgencyNode,), attributes)
+
+
+def container_config(config: Mapping) -> dict:
+    """Our configuration plus what Nameko needs to carry envelope bytes untouched."""
+    return {**config, **nameko_serializer_config()}
