@@ -57,7 +57,8 @@ AGENCY_NAME_ZH = "name_zh"
 CONFIG_ENV_VAR = "CLUEBUS_CONFIG"
 DEFAULT_CONFIG_RESOURCE = "cluebus.yaml"
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+# A default may itself hold {placeholders} (e.g. {agency} in DATABASE_URL), one level deep.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
 
 
 class ConfigError(Exception):

@@ -1,0 +1,56 @@
+"""Starting agency nodes: one, or all of them in one process (the demo)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from kombu import Connection
+from nameko.runners import ServiceRunner
+
+from services import config as c
+from services import settings
+from services.handlers.context import NodeContext
+from services.nodes.dependencies import utc_now
+from services.nodes.factory import build_node_service, container_config
+from adapters.storage.store import Store
+
+# The joint-meeting office observes all traffic with its own service (not an agency node).
+OBSERVER_AGENCIES = frozenset({"joint_office"})
+
+
+class BrokerUnreachable(Exception):
+    pass
+
+
+def node_agencies(config: Mapping) -> list[str]:
+    return [a for a in c.agency_codes(config) if a not in OBSERVER_AGENCIES]
+
+
+def check_broker(amqp_uri: str, timeout: float = 5.0) -> None:
+    """Raise BrokerUnreachable with a one-line explanation and fix."""
+    try:
+        with Connection(amqp_uri, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:  # kombu raises several kinds; all mean the same to a user
+        safe = Connection(amqp_uri).as_uri()  # hides the password
+        raise BrokerUnreachable(
+            f"cannot reach RabbitMQ at {safe} ({exc.__class__.__name__}: {exc}); "
+            f"start it with `rabbitmq-server -detached` or point CLUEBUS_AMQP_URI at a running broker"
+        ) from None
+
+
+def start_nodes(config: Mapping, agencies: Iterable[str]) -> ServiceRunner:
+    runner = ServiceRunner(container_config(config))
+    for agency in agencies:
+        runner.add_service(build_node_service(agency, config))
+    runner.start()
+    return runner
+
+
+def offline_context(config: Mapping, agency: str) -> NodeContext:
+    """A node's context without a running node: for the CLI acting as that agency on its own
+    database. What it sends goes to the outbox and is published by the node's relay."""
+    store = Store(c.database_url(config, agency))
+    store.create_schema()
+    composer, verifier = settings.protocol_for(config, agency, clock=utc_now)
+    return NodeContext(agency, store, composer, verifier, utc_now, settings.delivery_policy(config))
