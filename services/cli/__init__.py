@@ -1,5 +1,11 @@
 """The ``cluebus`` command line."""
 
-from .main import main
+# Nameko runs on eventlet: patch the standard library before anything imports socket,
+# threading or kombu (as the `nameko` command itself does).
+import eventlet
+
+eventlet.monkey_patch()
+
+from .main import main  # noqa: E402
 
 __all__ = ["main"]

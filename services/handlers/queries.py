@@ -27,10 +27,12 @@ def message_summary(message: Message, *, with_body: bool = False) -> dict:
     return summary
 
 
-def outbox_summary(entry: OutboxEntry) -> dict:
-    return {"message_id": entry.message_id, "routing_key": entry.routing_key, "state": entry.state,
+def outbox_summary(entry: OutboxEntry, message: Message) -> dict:
+    return {"message_id": entry.message_id, "kind": message.kind, "recipient": message.recipient,
+            "referral_id": message.referral_id, "routing_key": entry.routing_key, "state": entry.state,
             "attempts": entry.attempts, "next_attempt_at": format_timestamp(entry.next_attempt_at),
-            "receipt_message_id": entry.receipt_message_id, "last_error": entry.last_error}
+            "receipt_message_id": entry.receipt_message_id, "status": message.status,
+            "reason_codes": message.reason_codes or [], "last_error": entry.last_error}
 
 
 def quarantine_summary(entry: QuarantineEntry) -> dict:
@@ -46,7 +48,7 @@ def inbox(ctx: NodeContext, *, kind: str | None = None, status: str | None = Non
 
 def outbox(ctx: NodeContext, states: list[str] | None = None) -> list[dict]:
     with ctx.store.transaction() as repo:
-        return [outbox_summary(e) for e in repo.outbox_entries(states)]
+        return [outbox_summary(e, repo.message(e.message_id)) for e in repo.outbox_entries(states)]
 
 
 def quarantined(ctx: NodeContext, limit: int = 50) -> list[dict]:

@@ -31,6 +31,9 @@ class OutgoingBatch:
         self.referral = repo.referral(referral_id, for_update=True)
         self.state = self.referral.state if self.referral else NEW
         self.sent: list[SignedMessage] = []
+        # A kind sent to several agencies at once (a judgment to the bureau, the procuratorate
+        # and the police) moves the referral once.
+        self._fanned_out: dict[str, str] = {}
 
     def stage(self, kind: str, recipient: str, body: Mapping, *, in_reply_to: str | None = None,
               seal: bool = False) -> SignedMessage:
@@ -41,7 +44,11 @@ class OutgoingBatch:
             if answered.referral_id != self.referral_id:
                 raise ReferralMismatch(
                     f"message {in_reply_to} belongs to referral {answered.referral_id}, not {self.referral_id}")
-        new_state = next_state(kind, self.state, body)
+        if kind in self._fanned_out:
+            new_state = self._fanned_out[kind]
+        else:
+            new_state = next_state(kind, self.state, body)
+            self._fanned_out[kind] = new_state
         now = self.ctx.clock()
         signed = self.ctx.composer.compose(kind, recipient, body, referral_id=self.referral_id,
                                            in_reply_to=in_reply_to, sent_at=now, seal=seal)

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from adapters.crypto.canonical import canonical_bytes
@@ -267,8 +267,9 @@ class _Builder:
         self.valid.append(self._valid_entry(
             "receipt_in_reply",
             "public_security's receipt for plain_clue_transfer: in_reply_to is the clue's message "
-            "id and message_sha256 the SHA-256 of the clue's exact wire bytes. A reply kind, so "
-            "it travels back along the clue_transfer route. sent_at has fractional seconds; the "
+            "id and message_sha256 the SHA-256 of the clue's exact wire bytes. receipt is a reply "
+            "kind: it may go from any configured agency to any other. sent_at has fractional "
+            "seconds; the "
             "body's received_at was given as .5Z and is sent in its normal form .500000Z. "
             "verify_at lies exactly clock_skew_seconds after sent_at (still accepted).",
             receipt.envelope, receipt.raw, receiver="medical_security",

@@ -1,0 +1,142 @@
+"""The referrals the demo plays, step by step, each step waiting for its receipts."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+import eventlet
+
+from services.handlers.queries import merge_traces
+
+from . import story
+
+
+class DemoFailure(Exception):
+    pass
+
+
+class Demo:
+    def __init__(self, rpc, agencies: list[str], out: Callable[[str], None] = print, timeout: float = 30):
+        self.rpc = rpc
+        self.agencies = agencies
+        self.out = out
+        self.timeout = timeout
+        self.referrals: list[tuple[str, str]] = []
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def step(self, actor: str, action: str, *args, **kwargs) -> dict:
+        result = getattr(self.rpc[actor], action)(*args, **kwargs)
+        entries = self._wait_receipted(actor, [m["message_id"] for m in result["messages"]])
+        for entry in entries:
+            verdict = entry["status"] if not entry["reason_codes"] else \
+                f"{entry['status']} ({', '.join(entry['reason_codes'])})"
+            self.out(f"    {actor:>16} → {entry['recipient']:<16} {entry['kind']:<28} receipt: {verdict}")
+            if entry["status"] != "accepted":
+                raise DemoFailure(f"{entry['kind']} from {actor} to {entry['recipient']} was {verdict}")
+        return result
+
+    def _wait_receipted(self, agency: str, message_ids: list[str]) -> list[dict]:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            entries = {e["message_id"]: e for e in self.rpc[agency].outbox()}
+            wanted = [entries[m] for m in message_ids]
+            if all(e["state"] == "receipted" for e in wanted):
+                return wanted
+            if time.monotonic() > deadline:
+                late = [f"{e['kind']} to {e['recipient']} ({e['state']}, {e['last_error'] or 'no error'})"
+                        for e in wanted if e["state"] != "receipted"]
+                raise DemoFailure(f"no receipt within {self.timeout:.0f} s for: {'; '.join(late)}")
+            eventlet.sleep(0.05)  # a demo polls its nodes; tests wait on entrypoint events instead
+
+    @staticmethod
+    def _id(result: dict, kind: str) -> str:
+        return next(m["message_id"] for m in result["messages"] if m["kind"] == kind)
+
+    def _begin(self, number: int, title: str) -> None:
+        self.out("")
+        self.out(f"[{number}] {title}")
+
+    # -- the referrals --------------------------------------------------------------------------
+    def suspected_crime(self, now: datetime) -> str:
+        self._begin(1, "Suspected crime YB-2026-0107: transfer, copy, filing, materials, prosecution, judgment")
+        sent = self.step("medical_security", "refer_clue", story.crime_clue(now))
+        referral = sent["referral_id"]
+        case_no = "公(经)立字[2026]0417号"
+        self.step("public_security", "decide_filing", self._id(sent, "clue_transfer"), story.filed(now, case_no))
+        self.step("medical_security", "hand_over_materials", referral, story.materials(now, case_no))
+        self.step("public_security", "transfer_case", referral, story.for_prosecution(case_no))
+        self.step("procuratorate", "decide_prosecution", referral, story.prosecute(now))
+        self.step("court", "return_judgment", referral, story.judgment(now))
+        self.step("medical_security", "close_referral", referral, "public_security", story.closure(now))
+        self.referrals.append(("suspected crime, prosecuted and judged", referral))
+        return referral
+
+    def refused_case(self, now: datetime) -> str:
+        self._begin(2, "Refused case YB-2026-0112: not filed, reconsideration upheld, supervision, then filed")
+        sent = self.step("medical_security", "refer_clue", story.pharmacy_clue(now))
+        referral = sent["referral_id"]
+        decision = self.step("public_security", "decide_filing", self._id(sent, "clue_transfer"),
+                             story.not_filed(now))
+        decision_id = self._id(decision, "filing_decision")
+        request = self.step("medical_security", "request_reconsideration", decision_id,
+                            story.reconsideration_request(now, decision_id))
+        self.step("public_security", "decide_reconsideration", self._id(request, "reconsideration_request"),
+                  story.reconsideration_upheld(now))
+        self.step("medical_security", "request_supervision", referral, story.supervision_request(now, decision_id))
+        self.step("procuratorate", "notify_supervision", referral, story.supervision_notice(now, decision_id))
+        self.step("public_security", "send", "filing_decision", "medical_security",
+                  story.filed(now, "公(经)立字[2026]0452号"), referral_id=referral)
+        self.referrals.append(("refused, reconsidered, supervised, filed", referral))
+        return referral
+
+    def health_clue(self, now: datetime) -> str:
+        self._begin(3, "Health clue YB-2026-0120: a doctor's excessive examinations, handled by the commission")
+        sent = self.step("medical_security", "refer_clue", story.health_clue(now), recipient="health")
+        self.step("health", "return_handling_result", self._id(sent, "clue_transfer"), story.handling_result(now))
+        self.referrals.append(("health clue and its handling result", sent["referral_id"]))
+        return sent["referral_id"]
+
+    def invoice_check(self, now: datetime) -> str:
+        self._begin(4, "Invoice verification with the finance bureau")
+        sent = self.step("medical_security", "request_invoice_verification", story.invoice_request())
+        self.step("finance", "return_invoice_verification",
+                  self._id(sent, "invoice_verification_request"), story.invoice_result(now))
+        self.referrals.append(("e-invoice verification", sent["referral_id"]))
+        return sent["referral_id"]
+
+    def play(self) -> None:
+        now = datetime.now(timezone.utc)
+        self.suspected_crime(now)
+        self.refused_case(now)
+        self.health_clue(now)
+        self.invoice_check(now)
+
+    # -- traces ---------------------------------------------------------------------------------
+    def print_traces(self) -> bool:
+        """Print every referral's timeline from all nodes' databases; True when all verified."""
+        all_ok = True
+        for title, referral in self.referrals:
+            traces = [self.rpc[agency].trace(referral) for agency in self.agencies]
+            steps = merge_traces(traces)
+            self.out("")
+            self.out(f"Trace of {referral} ({title}), re-verified from each node's stored bytes:")
+            for step in steps:
+                ok = step["signature"]["ok"]
+                all_ok &= ok
+                mark = "signature ok" if ok else f"SIGNATURE {step['signature']['rule']}"
+                arrow = f"{step['sender']} → {step['recipient']}"
+                self.out(f"  {step['sent_at'][:19]}Z  {arrow:<36} {step['kind']:<28} {mark}")
+            for node_trace in traces:
+                if node_trace["steps"] and not node_trace["audit_chain"]["ok"]:
+                    all_ok = False
+                    self.out(f"  AUDIT CHAIN BROKEN at {node_trace['node']}: {node_trace['audit_chain']['error']}")
+            states = ", ".join(f"{t['node']}={t['state']}" for t in traces if t["state"])
+            self.out(f"  states: {states}")
+        chains = [self.rpc[agency].trace("-")["audit_chain"] for agency in self.agencies]
+        self.out("")
+        self.out("Audit chains: " + ", ".join(
+            f"{agency} {'ok' if chain['ok'] else 'BROKEN'} ({chain.get('entries', '?')} entries)"
+            for agency, chain in zip(self.agencies, chains)))
+        return all_ok and all(chain["ok"] for chain in chains)
