@@ -37,11 +37,24 @@ class StrictString(fields.String):
         return text
 
 
+class FullMatch(validate.Validator):
+    """The whole string must match (``re.match`` with ``$`` would let a trailing newline by)."""
+
+    def __init__(self, pattern: re.Pattern, error: str):
+        self.pattern = pattern
+        self.error = error
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.pattern.fullmatch(value) is None:
+            raise ValidationError(self.error)
+        return value
+
+
 class PatternString(fields.String):
     """A string matching one regular expression; ``pattern_name`` is shown in errors."""
 
     def __init__(self, pattern: re.Pattern, pattern_name: str, **kwargs):
-        super().__init__(validate=validate.Regexp(pattern, error=f"Not a valid {pattern_name}."), **kwargs)
+        super().__init__(validate=FullMatch(pattern, f"Not a valid {pattern_name}."), **kwargs)
         self.pattern = pattern
 
 
@@ -110,7 +123,7 @@ class IsoDate(fields.Field):
         return value if isinstance(value, str) else value.isoformat()
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not self._PATTERN.match(value):
+        if not isinstance(value, str) or not self._PATTERN.fullmatch(value):
             raise self.make_error("invalid")
         try:
             return dt.date.fromisoformat(value)

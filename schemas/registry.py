@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from marshmallow import Schema, ValidationError
+
+from adapters.crypto.timestamps import format_timestamp
 
 from .bodies import decisions, finance, office, receipts, transfers
 from .exceptions import BodyInvalid, UnknownKind, UnknownSchemaVersion
@@ -94,17 +97,32 @@ def load_body(kind: str, version: int, body: Any) -> dict:
 def dump_body(kind: str, version: int, body: Mapping) -> dict:
     """Validate an outgoing body and dump it to its wire form.
 
-    Loading first is what validates (marshmallow's dump does not); dumping the loaded
-    value is what gives the wire form.
+    The caller's body is first put in wire form (datetimes and dates as strings) and then
+    *loaded*, which is what validates: unknown fields, wrong types and money that is not an
+    integer are refused here, exactly as the receiver would refuse them. Dumping the loaded
+    value gives the canonical wire form.
     """
     schema = body_schema(kind, version)
-    wire = schema.dump(body)
     try:
-        loaded = schema.load(wire)
+        loaded = schema.load(_wire_values(body))
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise BodyInvalid(f"{kind} v{version} body is invalid: {_summarise(messages)}", messages) from None
     return schema.dump(loaded)
+
+
+def _wire_values(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            return "naive datetime (timezone required)"  # fails the timestamp field
+        return format_timestamp(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: _wire_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire_values(item) for item in value]
+    return value
 
 
 def _summarise(messages: Mapping, prefix: str = "") -> str:

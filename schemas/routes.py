@@ -71,8 +71,12 @@ class RouteTable:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "RouteTable":
-        if path:
-            text = Path(path).read_text(encoding="utf-8")
-        else:
-            text = resources.files("schemas").joinpath(DEFAULT_ROUTES_RESOURCE).read_text(encoding="utf-8")
-        return cls.from_data(yaml.safe_load(text))
+        try:
+            if path:
+                text = Path(path).read_text(encoding="utf-8")
+            else:
+                text = resources.files("schemas").joinpath(DEFAULT_ROUTES_RESOURCE).read_text(encoding="utf-8")
+            data = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError) as exc:
+            raise RouteTableError(f"cannot read route table {path or DEFAULT_ROUTES_RESOURCE}: {exc}") from None
+        return cls.from_data(data)

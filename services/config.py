@@ -85,7 +85,14 @@ def _interpolate(value: Any, environ: Mapping[str, str]) -> Any:
     substituted = _REFERENCE.sub(replace, value)
     if whole:
         # A bare reference keeps YAML typing: "1048576" becomes an int, "true" a bool.
-        return yaml.safe_load(substituted) if substituted != "" else ""
+        # A value that is not a YAML scalar (e.g. "@admin") stays the string it is.
+        if substituted == "":
+            return ""
+        try:
+            parsed = yaml.safe_load(substituted)
+        except yaml.YAMLError:
+            return substituted
+        return parsed if isinstance(parsed, (str, int, bool)) or parsed is None else substituted
     return substituted
 
 

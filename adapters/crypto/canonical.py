@@ -31,6 +31,13 @@ def _reject_float(token: str) -> Any:
         f"floating-point number {token} is not allowed; use integer fen or a decimal string")
 
 
+def _parse_int(token: str) -> int:
+    # Refuse before int() does the work: Python itself refuses literals over 4300 digits.
+    if len(token.lstrip("-")) > 16:
+        raise IntegerOutOfRange(f"integer {token[:20]}... is outside +/-(2**53 - 1)")
+    return int(token)
+
+
 def _reject_constant(token: str) -> Any:
     raise FloatNotAllowed(f"non-finite number {token} is not allowed")
 
@@ -45,6 +52,8 @@ def _check_values(value: Any, path: str = "$") -> None:
         _check_text(value, path)
     elif isinstance(value, dict):
         for key, item in value.items():
+            if not isinstance(key, str):
+                raise MalformedJson(f"member name {key!r} at {path} is not a string")
             _check_text(key, path)
             _check_values(item, f"{path}.{key}")
     elif isinstance(value, list):
@@ -72,7 +81,7 @@ def strict_loads(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedJson(f"not valid UTF-8 at byte {exc.start}") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_reject_duplicates,
+        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_int=_parse_int,
                            parse_float=_reject_float, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise MalformedJson(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc

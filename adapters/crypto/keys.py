@@ -61,6 +61,10 @@ class PublicKeyRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> "PublicKeyRecord":
+        if not isinstance(data, dict):
+            raise KeyStoreError("keyring entry is not an object")
+        if not isinstance(data.get("revoked", False), bool):
+            raise KeyStoreError(f"keyring entry {data.get('key_id', '?')!r}: revoked must be true or false")
         try:
             record = cls(
                 key_id=data["key_id"],
@@ -68,8 +72,9 @@ class PublicKeyRecord:
                 algorithm=data["algorithm"],
                 public_key=b64decode_strict(data["public_key"]),
                 valid_from=parse_timestamp(data["valid_from"]),
-                valid_until=parse_timestamp(data["valid_until"]) if data.get("valid_until") else None,
-                revoked=bool(data.get("revoked", False)),
+                valid_until=(parse_timestamp(data["valid_until"]) if data.get("valid_until") is not None
+                             else None),
+                revoked=data.get("revoked", False),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise KeyStoreError(f"keyring entry {data.get('key_id', '?')!r} is malformed: {exc}") from exc
@@ -133,7 +138,10 @@ class Keyring:
             raise KeyStoreError(f"not a {KEYRING_FORMAT} document")
         ring = cls()
         for entry in data.get("keys", []):
-            ring.add(PublicKeyRecord.from_json(entry))
+            record = PublicKeyRecord.from_json(entry)
+            if record.key_id in ring.records:
+                raise KeyStoreError(f"keyring lists key {record.key_id!r} twice")
+            ring.add(record)
         return ring
 
     @classmethod

@@ -13,9 +13,9 @@ from adapters.crypto.keys import X25519, Keyring
 from adapters.crypto.sealing import BoxKey
 from adapters.crypto.signing import Signer
 from adapters.crypto.timestamps import format_timestamp
-from schemas.envelope import PLAIN, PROTOCOL, SEAL_ALGORITHM, SEALED
-from schemas.exceptions import SchemaError
-from schemas.registry import dump_body, latest_version
+from schemas.envelope import PLAIN, PROTOCOL, SEAL_ALGORITHM, SEALED, EnvelopeSchema
+from schemas.exceptions import EnvelopeInvalid, SchemaError
+from schemas.registry import dump_body, latest_version, summarise_messages
 from schemas.routes import RouteTable
 
 from .exceptions import ComposeError
@@ -73,7 +73,7 @@ class Composer:
                 sent_at: datetime | None = None, schema_version: int | None = None,
                 seal: bool = False) -> SignedMessage:
         try:
-            version = schema_version or latest_version(kind)
+            version = latest_version(kind) if schema_version is None else schema_version
             wire_body = dump_body(kind, version, body)
             self.routes.check(kind, self.agency, recipient)
         except SchemaError as exc:
@@ -94,6 +94,11 @@ class Composer:
             "body": self._seal(wire_body, recipient, sent_at) if seal else wire_body,
         }
         envelope["body_sha256"] = body_sha256(envelope["body"])
+        # Never sign what every receiver would refuse (a referral id that is not a UUID, ...).
+        problems = EnvelopeSchema().validate({**envelope, "signature": ""})
+        if problems:
+            raise ComposeError(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(problems)}",
+                               problems)
         envelope = sign_envelope(envelope, self.signer)
         return SignedMessage(encode(envelope), envelope, wire_body)
 

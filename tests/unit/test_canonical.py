@@ -176,19 +176,12 @@ def test_canonical_bytes_refuses_non_json_values(value):
         canonical_bytes({"a": value})
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "BUG: adapters/crypto/canonical.py _check_values calls _check_text(key) on non-string "
-    "member names, which raises AttributeError ('int' object has no attribute 'encode') "
-    "instead of MalformedJson"))
 @pytest.mark.parametrize("value", [{1: "a"}, {None: "a"}])
 def test_canonical_bytes_refuses_non_string_member_names(value):
     with pytest.raises(MalformedJson):
         canonical_bytes(value)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: adapters/crypto/canonical.py strict_loads catches only json.JSONDecodeError; the "
-    "ValueError Python raises for integer literals over 4300 digits escapes untyped"))
 def test_integer_literal_over_4300_digits_is_a_typed_error():
     with pytest.raises(CryptoError) as info:
         strict_loads(b"[" + b"1" * 5000 + b"]")

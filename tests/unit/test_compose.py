@@ -225,10 +225,6 @@ def test_compose_refuses_a_boolean_given_as_1(medical):
 
 
 # -- production bugs -------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG: schemas/registry.py dump_body starts with schema.dump(body), which silently drops "
-    "unknown fields, so Composer.compose signs a body without them instead of rejecting it "
-    "(contracts promise 'unknown fields are rejected, never ignored')"))
 @pytest.mark.parametrize("path", [("remarks",), ("subjects", 0, "phone")])
 def test_compose_refuses_unknown_body_fields(medical, path):
     body = sample_body("clue_transfer")
@@ -241,10 +237,6 @@ def test_compose_refuses_unknown_body_fields(medical, path):
     assert info.value.rule == "body.invalid"
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG: schemas/registry.py dump_body dumps before it loads; marshmallow's Integer dump "
-    "coerces '100' to 100 and truncates 1286450.5 to 1286450, so Composer.compose accepts "
-    "(and silently alters) money that load_body rejects"))
 @pytest.mark.parametrize("amount", ["128645000", 128645000.0, 1286450.5])
 def test_compose_refuses_money_that_is_not_an_integer(medical, amount):
     body = dict(sample_body("clue_transfer"), amount_involved_fen=amount)
@@ -253,10 +245,6 @@ def test_compose_refuses_money_that_is_not_an_integer(medical, amount):
     assert info.value.rule == "body.invalid"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: schemas/fields.py UtcTimestamp._serialize raises ValueError for a malformed timestamp "
-    "string or a naive datetime; dump_body does not turn it into BodyInvalid, so "
-    "Composer.compose raises a bare ValueError instead of ComposeError(body.invalid)"))
 @pytest.mark.parametrize("value", ["2026-13-21T08:15:00Z", "yesterday", datetime(2026, 11, 21, 8, 15)],
                          ids=["month_13", "not_a_timestamp", "naive_datetime"])
 def test_compose_refuses_a_malformed_timestamp(medical, value):
@@ -266,10 +254,6 @@ def test_compose_refuses_a_malformed_timestamp(medical, value):
     assert info.value.rule == "body.invalid"
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG: services/protocol/compose.py Composer.compose does not validate the envelope it "
-    "signs (referral_id, in_reply_to, message_id), so it emits messages that every "
-    "receiver's Verifier rejects as envelope.invalid"))
 @pytest.mark.parametrize("field, value", [
     ("referral_id", "YB-2026-0001"), ("in_reply_to", "not-a-uuid"),
     ("message_id", "3B1F5C2A-9D8E-4F70-8A6B-5C4D3E2F1A0B"),

@@ -131,10 +131,6 @@ def test_references_in_nested_mappings_and_lists(tmp_path):
     assert config[PROTOCOL] == {"MAX_MESSAGE_BYTES": 1048576, "LIST": ["a", 3, "x-c"]}
 
 
-@pytest.mark.xfail(strict=True, raises=yaml.YAMLError, reason=(
-    "BUG: services/config.py _interpolate passes a bare reference's value to yaml.safe_load "
-    "without catching yaml.YAMLError, so an environment value such as '@admin' or '[x' "
-    "escapes as a raw yaml error (no ConfigError; the CLI prints a traceback)"))
 @pytest.mark.parametrize("value", ["@admin", "[unclosed", "*alias", "%percent", "`tick"])
 def test_environment_value_that_is_not_yaml(tmp_path, value):
     try:

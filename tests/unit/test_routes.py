@@ -128,10 +128,6 @@ def test_malformed_route_tables(data):
     assert info.value.rule == "routes.malformed"
 
 
-@pytest.mark.xfail(strict=True, raises=yaml.YAMLError, reason=(
-    "BUG: schemas/routes.py RouteTable.load passes the file to yaml.safe_load without catching "
-    "yaml.YAMLError, so a syntactically broken routes file raises a raw yaml error instead of "
-    "RouteTableError (routes.malformed)"))
 def test_route_file_that_is_not_yaml(tmp_path):
     path = tmp_path / "routes.yaml"
     path.write_text("routes: {clue_transfer: [[medical_security, health]\n")
