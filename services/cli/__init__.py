@@ -2,7 +2,11 @@
 
 # Nameko runs on eventlet: patch the standard library before anything imports socket,
 # threading or kombu (as the `nameko` command itself does).
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # said on every import
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

@@ -1,0 +1,257 @@
+"""Acting as an agency: run its node, send and answer messages, read its inbox, outbox,
+quarantine and the verified trace of a referral.
+
+``send`` and ``answer`` write to the agency's own database in one transaction (state change,
+signed envelope, outbox row) and then publish; if the broker is down, the running node's
+relay publishes later. Reading commands read the node's database directly, so they work
+whether or not the node is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+import eventlet
+
+from adapters.crypto.exceptions import CryptoError
+from adapters.transport.publisher import EnvelopePublisher
+from schemas.registry import CLUE_TRANSFER, KINDS
+from services import config as c
+from services import settings
+from services.domain.exceptions import DomainError
+from services.handlers import queries, relay, workflows
+from services.protocol.compose import SignedMessage
+from services.protocol.exceptions import ComposeError
+from services.runner import BrokerUnreachable, check_broker, node_agencies, offline_context, start_nodes
+
+from .errors import CommandError
+
+
+def register(commands) -> None:
+    run = commands.add_parser("run", help="run one agency's node until Ctrl-C")
+    run.add_argument("--agency", required=True)
+    run.set_defaults(handler=run_node)
+
+    send = commands.add_parser("send", help="send a message from a JSON body file, as an agency")
+    _as(send)
+    send.add_argument("--file", required=True, help="JSON file with the message body")
+    send.add_argument("--kind", default=CLUE_TRANSFER, choices=KINDS, help="message kind (default: clue_transfer)")
+    send.add_argument("--to", dest="recipient", help="recipient agency (default: the role's usual one)")
+    send.add_argument("--referral", help="an existing referral to follow up")
+    send.add_argument("--seal", action="store_true", help="seal the body for the recipient")
+    send.set_defaults(handler=send_message)
+
+    answer = commands.add_parser("answer", help="answer a message in the inbox")
+    answer.add_argument("message_id")
+    _as(answer)
+    answer.add_argument("--kind", required=True, choices=KINDS)
+    answer.add_argument("--file", required=True, help="JSON file with the answer's body")
+    answer.add_argument("--seal", action="store_true")
+    answer.set_defaults(handler=answer_message)
+
+    for name, handler, helptext in (("inbox", show_inbox, "messages received"),
+                                    ("outbox", show_outbox, "messages sent, with delivery state"),
+                                    ("quarantine", show_quarantine, "messages that could not be authenticated")):
+        view = commands.add_parser(name, help=helptext)
+        _as(view)
+        view.add_argument("--json", action="store_true")
+        if name == "inbox":
+            view.add_argument("--kind", choices=KINDS)
+            view.add_argument("--status", choices=("accepted", "rejected"))
+            view.add_argument("--limit", type=int, default=50)
+        view.set_defaults(handler=handler)
+
+    trace = commands.add_parser("trace", help="the verified timeline of a referral from node databases")
+    trace.add_argument("referral_id")
+    trace.add_argument("--as", dest="agency", help="one node's database (default: every node's found here)")
+    trace.add_argument("--json", action="store_true")
+    trace.set_defaults(handler=show_trace)
+
+
+def _as(parser) -> None:
+    parser.add_argument("--as", dest="agency", required=True, help="the agency you act as")
+
+
+def _config_for(args, agency: str | None = None) -> dict:
+    config = c.load_config(args.config)
+    if agency is not None and agency not in c.agency_codes(config):
+        raise CommandError(f"{agency!r} is not a configured agency ({', '.join(c.agency_codes(config))})")
+    return config
+
+
+def _context(config, agency):
+    try:
+        return offline_context(config, agency)
+    except CryptoError as exc:
+        raise CommandError(f"[{exc.rule}] {exc.detail}") from None
+
+
+# -- run -------------------------------------------------------------------------------------
+def run_node(args: argparse.Namespace) -> int:
+    config = _config_for(args, args.agency)
+    if args.agency not in node_agencies(config):
+        raise CommandError(f"{args.agency} has no agency node (it observes the bus)")
+    settings.key_directory(config).load_private(args.agency)  # fail early, in one line
+    try:
+        check_broker(config[c.AMQP_URI])
+    except BrokerUnreachable as exc:
+        raise CommandError(str(exc)) from None
+    runner = start_nodes(config, [args.agency])
+    print(f"{args.agency} node running: queue {settings.topology(config).queue_name(args.agency)}, "
+          f"database {c.database_url(config, args.agency)}. Ctrl-C stops it.", flush=True)
+
+    def shutdown(signum, frame):
+        # Stop cleanly: workers in flight finish and ack what they stored; nothing is lost,
+        # since unacked messages stay in the queue.
+        eventlet.spawn_n(runner.stop)
+
+    # Both explicitly: a node started in the background inherits an ignored SIGINT.
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    eventlet.spawn(runner.wait).wait()
+    print(f"{args.agency} node stopped", flush=True)
+    return 0
+
+
+# -- send / answer -------------------------------------------------------------------------------
+def _read_body(path: str) -> dict:
+    try:
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read a JSON body from {path}: {exc}") from None
+    if not isinstance(body, dict):
+        raise CommandError(f"{path} must hold a JSON object")
+    return body
+
+
+def _publish_now(config, ctx, sent: list[SignedMessage]) -> None:
+    for message in sent:
+        print(f"  {message.envelope['kind']} {message.message_id} → {message.envelope['recipient']}"
+              f" (sha256 {message.sha256[:16]}…)")
+    print(f"  referral {sent[0].envelope['referral_id']}")
+    try:
+        check_broker(config[c.AMQP_URI], timeout=3)
+    except BrokerUnreachable:
+        print("  broker unreachable: kept in the outbox; the node's relay publishes it when it can")
+        return
+    publisher = EnvelopePublisher(config[c.AMQP_URI], settings.topology(config))
+    report = relay.relay_due(ctx, publisher.publish)
+    for message_id, error in report.errors.items():
+        print(f"  not published yet ({error}); kept in the outbox")
+    if report.published:
+        print(f"  published {len(report.published)} message(s); the receipt arrives at the running node")
+
+
+def _acting(action):
+    try:
+        return action()
+    except (DomainError, ComposeError) as exc:
+        raise CommandError(f"refused [{exc.rule}] {exc.detail}") from None
+
+
+def send_message(args: argparse.Namespace) -> int:
+    config = _config_for(args, args.agency)
+    body = _read_body(args.file)
+    ctx = _context(config, args.agency)
+    seal = args.seal
+    if args.referral:
+        if not args.recipient:
+            raise CommandError("--to is required when following up a referral")
+        sent = _acting(lambda: workflows.follow_up(ctx, args.referral, args.kind, body, [args.recipient], seal=seal))
+    elif args.kind == CLUE_TRANSFER:
+        recipient = args.recipient or "public_security"
+        sent = _acting(lambda: workflows.refer_clue(ctx, body, recipient, seal=seal))
+    else:
+        if not args.recipient:
+            raise CommandError(f"--to is required for {args.kind}")
+        sent = _acting(lambda: workflows.start(ctx, args.kind, args.recipient, body, seal=seal))
+    print(f"{args.agency}: signed and committed {len(sent)} message(s)")
+    _publish_now(config, ctx, sent)
+    return 0
+
+
+def answer_message(args: argparse.Namespace) -> int:
+    config = _config_for(args, args.agency)
+    body = _read_body(args.file)
+    ctx = _context(config, args.agency)
+    sent = _acting(lambda: workflows.reply(ctx, args.message_id, args.kind, body, seal=args.seal))
+    print(f"{args.agency}: answered {args.message_id}")
+    _publish_now(config, ctx, sent)
+    return 0
+
+
+# -- views -----------------------------------------------------------------------------------------
+def _emit(rows, as_json: bool, line) -> int:
+    if as_json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    if not rows:
+        print("(nothing)")
+    for row in rows:
+        print(line(row))
+    return 0
+
+
+def show_inbox(args) -> int:
+    ctx = _context(_config_for(args, args.agency), args.agency)
+    rows = queries.inbox(ctx, kind=args.kind, status=args.status, limit=args.limit)
+    return _emit(rows, args.json, lambda r: (
+        f"{r['sent_at']}  {r['message_id']}  {r['kind']:<28} from {r['sender']:<16} "
+        f"{r['status']}{' ' + ','.join(r['reason_codes']) if r['reason_codes'] else ''}  referral {r['referral_id']}"))
+
+
+def show_outbox(args) -> int:
+    ctx = _context(_config_for(args, args.agency), args.agency)
+    return _emit(queries.outbox(ctx), args.json, lambda r: (
+        f"{r['message_id']}  {r['kind']:<28} to {r['recipient']:<16} {r['state']:<10} "
+        f"attempts {r['attempts']}  receipt {r['status']}{' ' + ','.join(r['reason_codes']) if r['reason_codes'] else ''}"
+        f"{'  error: ' + r['last_error'] if r['last_error'] else ''}"))
+
+
+def show_quarantine(args) -> int:
+    ctx = _context(_config_for(args, args.agency), args.agency)
+    return _emit(queries.quarantined(ctx), args.json, lambda r: (
+        f"{r['received_at']}  [{r['rule']}] {r['detail']}  ({r['size']} bytes, claimed sender "
+        f"{r['claimed_sender'] or '?'}, sha256 {r['sha256'][:16]}…)"))
+
+
+def show_trace(args) -> int:
+    config = _config_for(args, args.agency)
+    agencies = [args.agency] if args.agency else [a for a in node_agencies(config) if _has_database(config, a)]
+    if not agencies:
+        raise CommandError(f"no node database found under {config[c.DATA_DIR]}; use --as and check DATA_DIR")
+    traces = [queries.trace(_context(config, agency), args.referral_id) for agency in agencies]
+    traces = [t for t in traces if t["steps"]]
+    if not traces:
+        raise CommandError(f"referral {args.referral_id} is not in the database of {', '.join(agencies)}")
+    steps = queries.merge_traces(traces)
+    if args.json:
+        json.dump({"referral_id": args.referral_id, "steps": steps,
+                   "nodes": {t["node"]: {"state": t["state"], "audit_chain": t["audit_chain"]} for t in traces}},
+                  sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(f"referral {args.referral_id}")
+        for step in steps:
+            signature = "signature ok" if step["signature"]["ok"] else f"signature FAILED [{step['signature']['rule']}]"
+            print(f"  {step['sent_at']}  {step['sender']:>16} → {step['recipient']:<16} {step['kind']:<28} "
+                  f"{step['status']:<9} {signature}  (seen by {', '.join(step['seen_by'])})")
+        for node_trace in traces:
+            chain = node_trace["audit_chain"]
+            verdict = f"ok ({chain['entries']} entries)" if chain["ok"] else f"BROKEN: {chain['error']}"
+            print(f"  {node_trace['node']}: state {node_trace['state']}, audit chain {verdict}")
+    ok = all(s["signature"]["ok"] or s["status"] == "rejected" for s in steps) and \
+        all(t["audit_chain"]["ok"] for t in traces)
+    return 0 if ok else 1
+
+
+def _has_database(config, agency: str) -> bool:
+    url = c.database_url(config, agency)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):]).exists()
+    return True
