@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -74,10 +75,17 @@ def _versions(kind: str) -> Mapping[int, type[Schema]]:
         raise UnknownKind(f"unknown message kind {kind!r}") from None
 
 
+@functools.lru_cache(maxsize=None)
+def _schema_instance(schema_class: type[Schema]) -> Schema:
+    # Building a marshmallow schema costs far more than using one; instances hold no
+    # per-load state, so one per class is shared.
+    return schema_class()
+
+
 def body_schema(kind: str, version: int) -> Schema:
     versions = _versions(kind)
     try:
-        return versions[version]()
+        return _schema_instance(versions[version])
     except KeyError:
         known = ", ".join(str(v) for v in sorted(versions))
         raise UnknownSchemaVersion(

@@ -22,6 +22,9 @@ from .exceptions import ComposeError
 from .signing_input import body_sha256, message_sha256, signing_input
 
 
+_ENVELOPE_SCHEMA = EnvelopeSchema()
+
+
 @dataclass(frozen=True)
 class SignedMessage:
     """A composed message: the exact bytes to send and what they say."""
@@ -95,7 +98,7 @@ class Composer:
         }
         envelope["body_sha256"] = body_sha256(envelope["body"])
         # Never sign what every receiver would refuse (a referral id that is not a UUID, ...).
-        problems = EnvelopeSchema().validate({**envelope, "signature": ""})
+        problems = _ENVELOPE_SCHEMA.validate({**envelope, "signature": ""})
         if problems:
             raise ComposeError(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(problems)}",
                                problems)

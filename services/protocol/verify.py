@@ -26,6 +26,7 @@ from .exceptions import Rejection
 from .signing_input import body_sha256, message_sha256, signing_input
 
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+_ENVELOPE_SCHEMA = EnvelopeSchema()  # schemas are costly to build and safe to share
 DEFAULT_CLOCK_SKEW = timedelta(seconds=300)
 
 
@@ -95,14 +96,14 @@ class Verifier:
                             f"protocol {envelope.get('protocol')!r} is not supported (expected {PROTOCOL!r})",
                             authenticated=False)
         try:
-            EnvelopeSchema().load(envelope)
+            _ENVELOPE_SCHEMA.load(envelope)
         except ValidationError as exc:
             raise Rejection(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(exc.messages)}",
                             authenticated=False, messages=exc.messages) from None
         return envelope
 
     def _authenticate(self, envelope: dict) -> datetime:
-        sent_at = EnvelopeSchema().fields["sent_at"].deserialize(envelope["sent_at"])
+        sent_at = _ENVELOPE_SCHEMA.fields["sent_at"].deserialize(envelope["sent_at"])
         try:
             key = self.keyring.key_for(envelope["sender_key_id"], agency=envelope["sender"],
                                        algorithm=ED25519, at=sent_at)
