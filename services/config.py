@@ -43,6 +43,18 @@ MAX_ATTEMPTS = "MAX_ATTEMPTS"
 PUBLISH_RETRY_SECONDS = "PUBLISH_RETRY_SECONDS"
 SEAL_BODIES = "SEAL_BODIES"
 
+OFFICE = "OFFICE"
+OBSERVERS = "OBSERVERS"
+
+# Keys under OFFICE.
+TIMEZONE = "TIMEZONE"
+CALENDAR_FILE = "CALENDAR_FILE"
+SCAN_INTERVAL_SECONDS = "SCAN_INTERVAL_SECONDS"
+WARN_BEFORE_HOURS = "WARN_BEFORE_HOURS"
+ESCALATE_AFTER_HOURS = "ESCALATE_AFTER_HOURS"
+HTTP_ADDRESS = "HTTP_ADDRESS"
+DEADLINES = "DEADLINES"
+
 # Keys under PROTOCOL.
 MAX_MESSAGE_BYTES = "MAX_MESSAGE_BYTES"
 CLOCK_SKEW_SECONDS = "CLOCK_SKEW_SECONDS"
@@ -133,3 +145,7 @@ def database_url(config: Mapping, agency: str) -> str:
     """The node's own database URL, with {data_dir} and {agency} filled in."""
     data_dir = str(Path(config[DATA_DIR]).expanduser().resolve())
     return str(config[DATABASE_URL]).replace("{data_dir}", data_dir).replace("{agency}", agency)
+
+
+def observer_codes(config: Mapping) -> list[str]:
+    return [a for a in (config.get(OBSERVERS) or []) if a in config[AGENCIES]]

@@ -14,16 +14,13 @@ from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
 from adapters.storage.store import Store
 
-# The joint-meeting office observes all traffic with its own service (not an agency node).
-OBSERVER_AGENCIES = frozenset({"joint_office"})
-
-
 class BrokerUnreachable(Exception):
     pass
 
 
 def node_agencies(config: Mapping) -> list[str]:
-    return [a for a in c.agency_codes(config) if a not in OBSERVER_AGENCIES]
+    """Agencies that run an agency node (observers such as the joint office run their own)."""
+    return [a for a in c.agency_codes(config) if a not in c.observer_codes(config)]
 
 
 def check_broker(amqp_uri: str, timeout: float = 5.0) -> None:

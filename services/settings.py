@@ -22,7 +22,8 @@ def topology(config: Mapping) -> Topology:
     transport = config[c.TRANSPORT]
     return Topology(agencies=tuple(c.agency_codes(config)), exchange_name=transport[c.EXCHANGE],
                     dead_letter_exchange_name=transport[c.DEAD_LETTER_EXCHANGE],
-                    queue_type=transport[c.QUEUE_TYPE], delivery_limit=int(transport[c.DELIVERY_LIMIT]))
+                    queue_type=transport[c.QUEUE_TYPE], delivery_limit=int(transport[c.DELIVERY_LIMIT]),
+                    observers=tuple(c.observer_codes(config)))
 
 
 def delivery_policy(config: Mapping) -> DeliveryPolicy:

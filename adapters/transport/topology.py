@@ -1,9 +1,11 @@
 """The broker topology, declared explicitly at start-up.
 
 - one durable topic exchange; routing key ``<recipient>.<kind>``;
-- one durable queue per agency, bound to ``<agency>.*`` (quorum where supported), whose
+- one durable queue per agency, bound to ``<agency>.*`` (quorum where supported; an
+  observer's queue, such as the joint office's, is bound to ``#``), whose
   messages that keep failing (``x-delivery-limit``) are dead-lettered;
-- a dead-letter exchange with one quarantine queue per agency, bound the same way.
+- a dead-letter exchange with one quarantine queue per agency, bound to the name of the
+  queue its dead letters come from.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class Topology:
     dead_letter_exchange_name: str = "cluebus.dlx"
     queue_type: str = QUORUM
     delivery_limit: int = 20
+    # Observers' queues are bound to all traffic ("#"), which includes what is addressed to them.
+    observers: tuple[str, ...] = ()
 
     @property
     def exchange(self) -> Exchange:
@@ -40,13 +44,16 @@ class Topology:
         return f"{self.exchange_name}.{agency}.quarantine"
 
     def binding_key(self, agency: str) -> str:
-        return f"{agency}.*"
+        return "#" if agency in self.observers else f"{agency}.*"
 
     def _type_arguments(self) -> dict:
         return {"x-queue-type": QUORUM} if self.queue_type == QUORUM else {}
 
     def queue(self, agency: str) -> Queue:
-        arguments = {"x-dead-letter-exchange": self.dead_letter_exchange_name, **self._type_arguments()}
+        # Dead letters are keyed by the queue they left, so each lands in its own agency's
+        # quarantine queue (an observer's queue carries other agencies' routing keys).
+        arguments = {"x-dead-letter-exchange": self.dead_letter_exchange_name,
+                     "x-dead-letter-routing-key": self.queue_name(agency), **self._type_arguments()}
         if self.queue_type == QUORUM:
             arguments["x-delivery-limit"] = self.delivery_limit
         return Queue(self.queue_name(agency), exchange=self.exchange, routing_key=self.binding_key(agency),
@@ -54,7 +61,7 @@ class Topology:
 
     def quarantine_queue(self, agency: str) -> Queue:
         return Queue(self.quarantine_queue_name(agency), exchange=self.dead_letter_exchange,
-                     routing_key=self.binding_key(agency), durable=True,
+                     routing_key=self.queue_name(agency), durable=True,
                      queue_arguments=self._type_arguments())
 
     def entities(self, agencies: Iterable[str] | None = None) -> list:

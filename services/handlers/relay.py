@@ -55,8 +55,9 @@ def relay_due(ctx: NodeContext, publish: Publish, *, limit: int = 100) -> RelayR
         for entry in repo.due_outbox(now, limit):
             message = repo.message(entry.message_id)
             if entry.attempts >= ctx.policy.max_attempts:
+                was_published = entry.state == PUBLISHED
                 entry.state = FAILED
-                entry.last_error = (f"no receipt after {entry.attempts} attempts" if entry.state == PUBLISHED
+                entry.last_error = (f"no receipt after {entry.attempts} attempts" if was_published
                                     else f"not published after {entry.attempts} attempts: {entry.last_error}")
                 message.status = FAILED
                 repo.append_audit(now, "delivery.failed", referral_id=message.referral_id,

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import eventlet
 import pytest
 import sqlalchemy
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -16,6 +17,7 @@ from adapters.crypto.keys import initialise_key_directory
 from adapters.storage.store import Store
 from services import config as c
 from services.handlers.context import NodeContext
+from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
 from services.runner import node_agencies, offline_context
 from tests.fixtures.keys import FakeClock
@@ -48,6 +50,13 @@ def database_url(request, tmp_path):
         engine.dispose()
 
 
+@pytest.fixture
+def bus_environ(request) -> dict:
+    """Extra CLUEBUS_* settings for one test: parametrize it indirectly, e.g.
+    ``@pytest.mark.parametrize("bus_environ", [{"CLUEBUS_MAX_MESSAGE_BYTES": "4096"}], indirect=True)``."""
+    return dict(getattr(request, "param", {}))
+
+
 @dataclass
 class Bus:
     """The bus under test: configuration, started nodes, an RPC proxy and a moveable clock."""
@@ -56,46 +65,94 @@ class Bus:
     container_factory: object
     clock: FakeClock
     containers: dict = field(default_factory=dict)
+    _contexts: dict = field(default_factory=dict)
+    _stores: dict = field(default_factory=dict)
 
     @property
     def nameko_config(self) -> dict:
         return container_config(self.config)
 
-    def start(self, *agencies: str, fake_clock: bool = False):
+    @property
+    def amqp_uri(self) -> str:
+        return self.config[c.AMQP_URI]
+
+    def create(self, *agencies: str, fake_clock: bool = False):
+        """Build nodes without starting them (to attach waiters before they consume)."""
         for agency in agencies or node_agencies(self.config):
+            if agency in self.containers:
+                raise RuntimeError(f"{agency} already has a container; stop it first")
             container = self.container_factory(build_node_service(agency, self.config), self.nameko_config)
             if fake_clock:
                 replace_dependencies(container, clock=self.clock)
-            container.start()
             self.containers[agency] = container
+        return self
+
+    def start(self, *agencies: str, fake_clock: bool = False):
+        """Start nodes (those already created keep how they were created)."""
+        for agency in agencies or node_agencies(self.config):
+            if agency not in self.containers:
+                self.create(agency, fake_clock=fake_clock)
+            container = self.containers[agency]
+            if not container.started:
+                container.start()
         return self
 
     def stop(self, agency: str) -> None:
         self.containers.pop(agency).stop()
 
+    def sync_clock(self) -> None:
+        """Set the fake clock to the real time (nodes on the real clock then accept what
+        fake-clock nodes sign, and the other way round, until the clock is moved far)."""
+        self.clock.now = utc_now()
+
     def rpc(self, timeout: float = 30):
         return ClusterRpcProxy(self.nameko_config, timeout=timeout)
 
     def waiter(self, agency: str, *, kind: str | None = None, status: str | None = None,
-               timeout: float = 30):
-        """Wait until ``agency``'s node has handled an envelope (of ``kind``, with ``status``)."""
+               count: int = 1, timeout: float = 30):
+        """Wait until ``agency``'s node has handled ``count`` envelopes (of ``kind``, with
+        ``status``); the waiter's result is the outcome of the last one."""
+        seen = []
+
         def matches(worker_ctx, result, exc_info):
             if exc_info is not None or result is None:
                 return False
-            return ((kind is None or result.get("kind") == kind)
-                    and (status is None or result.get("status") == status))
+            if ((kind is None or result.get("kind") == kind)
+                    and (status is None or result.get("status") == status)):
+                seen.append(result)
+            return len(seen) >= count
         return entrypoint_waiter(self.containers[agency], "on_envelope", timeout=timeout, callback=matches)
 
     def context(self, agency: str) -> NodeContext:
         """Direct access to a node's database and protocol (as the CLI has it)."""
-        return offline_context(self.config, agency)
+        if agency not in self._contexts:
+            self._contexts[agency] = offline_context(self.config, agency)
+        return self._contexts[agency]
 
     def store(self, agency: str) -> Store:
-        return Store(c.database_url(self.config, agency))
+        if agency not in self._stores:
+            self._stores[agency] = Store(c.database_url(self.config, agency))
+        return self._stores[agency]
+
+    def close(self) -> None:
+        # Stop the nodes gracefully while the broker's vhost still exists (nameko's
+        # container_factory would only kill them, with a page of tracebacks).
+        # Each stop waits about a second for its consumer loop: stop them side by side.
+        pool = eventlet.GreenPool()
+        for agency in list(self.containers):
+            if self.containers[agency].started:
+                pool.spawn(self.stop, agency)
+        pool.waitall()
+        for context in self._contexts.values():
+            context.store.dispose()
+        for store in self._stores.values():
+            store.dispose()
+        self._contexts.clear()
+        self._stores.clear()
 
 
 @pytest.fixture
-def bus(rabbit_config, tmp_path, database_url, container_factory) -> Bus:
+def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -> Bus:
     environ = {
         "CLUEBUS_AMQP_URI": rabbit_config["AMQP_URI"],
         "CLUEBUS_DATA_DIR": str(tmp_path / "data"),
@@ -104,9 +161,17 @@ def bus(rabbit_config, tmp_path, database_url, container_factory) -> Bus:
         "CLUEBUS_RELAY_INTERVAL_SECONDS": "0.2",
         "CLUEBUS_RECEIPT_TIMEOUT_SECONDS": "60",
         "CLUEBUS_MAX_ATTEMPTS": "3",
+        **bus_environ,
     }
     config = c.load_config(environ=environ)
     clock = FakeClock()
+    # Keys valid from a day before the earlier of the fake and the real clock: nodes run on
+    # either, and the fixed fake time may lie after the machine's date.
+    valid_from = min(clock.now, utc_now()) - timedelta(days=1)
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=3650),
-                             now=clock.now - timedelta(days=1))
-    return Bus(config, container_factory, clock)
+                             now=valid_from)
+    bus = Bus(config, container_factory, clock)
+    try:
+        yield bus
+    finally:
+        bus.close()

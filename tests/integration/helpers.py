@@ -1,0 +1,220 @@
+"""Small helpers for integration tests: raw publishing, queue inspection, database views."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import eventlet
+import eventlet.event
+import eventlet.queue
+from kombu import Connection, Consumer
+from nameko.amqp.publish import Publisher
+from sqlalchemy import func, select
+
+from adapters.crypto.timestamps import format_timestamp
+from adapters.storage.repository import NodeRepository
+from adapters.storage.tables import AuditEntry, Message, OutboxEntry, QuarantineEntry
+from adapters.transport.serializer import CONTENT_ENCODING, CONTENT_TYPE
+from schemas.envelope import PLAIN, PROTOCOL
+from services import settings
+from services.nodes.dependencies import utc_now
+from services.protocol.compose import encode, sign_envelope
+from services.protocol.signing_input import body_sha256
+
+PERSISTENT = 2
+
+
+def topology(bus):
+    return settings.topology(bus.config)
+
+
+def queue_name(bus, agency: str) -> str:
+    return topology(bus).queue_name(agency)
+
+
+def quarantine_queue_name(bus, agency: str) -> str:
+    return topology(bus).quarantine_queue_name(agency)
+
+
+def publish_raw(bus, raw: bytes, routing_key: str, *, content_type: str = CONTENT_TYPE,
+                content_encoding: str = CONTENT_ENCODING) -> None:
+    """Publish exactly ``raw`` to the cluebus exchange (persistent, confirmed, mandatory), as
+    any AMQP client could, bypassing every node's outbox."""
+    publisher = Publisher(bus.amqp_uri, use_confirms=True, mandatory=True, delivery_mode=PERSISTENT,
+                          exchange=topology(bus).exchange)
+    publisher.publish(raw, routing_key=routing_key, content_type=content_type,
+                      content_encoding=content_encoding)
+
+
+@contextmanager
+def _channel(bus):
+    with Connection(bus.amqp_uri) as connection:
+        channel = connection.channel()
+        try:
+            yield channel
+        finally:
+            channel.close()
+
+
+def queue_depth(bus, queue: str) -> int:
+    """Messages ready in ``queue`` (passive declare: the queue must exist)."""
+    with _channel(bus) as channel:
+        return channel.queue_declare(queue=queue, passive=True).message_count
+
+
+def purge_queue(bus, queue: str) -> int:
+    """Drop every ready message of ``queue``; return how many there were."""
+    with _channel(bus) as channel:
+        return channel.queue_purge(queue=queue)
+
+
+def drain_queue(bus, queue: str) -> list:
+    """Take (and ack) every ready message of ``queue``: a list of amqp messages (``.body``,
+    ``.properties``, ``.delivery_info``). Only for queues no node consumes from."""
+    messages = []
+    with _channel(bus) as channel:
+        while True:
+            message = channel.basic_get(queue=queue, no_ack=True)
+            if message is None:
+                return messages
+            messages.append(message)
+
+
+class LogEvent(logging.Handler):
+    """An eventlet Event fired by the first record of ``logger`` whose message contains
+    ``needle``: wait on a log line instead of sleeping."""
+
+    def __init__(self, logger: str, needle: str, sink: eventlet.queue.Queue | None = None):
+        super().__init__(level=logging.DEBUG)
+        self.logger = logging.getLogger(logger)
+        self.needle = needle
+        self.sink = sink
+        self.event = eventlet.event.Event()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        if self.needle in record.getMessage():
+            self.records.append(record)
+            if self.sink is not None:
+                self.sink.put(("log", record))
+            if not self.event.ready():
+                self.event.send(record)
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+    def wait(self, timeout: float = 30):
+        with eventlet.Timeout(timeout, exception=AssertionError(f"no log line with {self.needle!r}")):
+            return self.event.wait()
+
+
+class QueueWatch:
+    """Consume ``queue`` (a kombu Queue) in a green thread while in the ``with`` block; each
+    message is acked, kept in ``bodies`` and reported to ``sink`` as ("queue", body)."""
+
+    def __init__(self, bus, queue, sink: eventlet.queue.Queue | None = None):
+        self.bus, self.queue, self.sink = bus, queue, sink
+        self.bodies: list[bytes] = []
+        self._stopping = False
+        self._ready = eventlet.event.Event()
+
+    def _run(self):
+        with Connection(self.bus.amqp_uri) as connection:
+            def on_message(message):
+                self.bodies.append(message.body)
+                message.ack()
+                if self.sink is not None:
+                    self.sink.put(("queue", message.body))
+            with Consumer(connection, queues=[self.queue], on_message=on_message):
+                self._ready.send()
+                while not self._stopping:
+                    try:
+                        connection.drain_events(timeout=0.2)  # wakes up only to see if we stop
+                    except TimeoutError:
+                        pass
+
+    def __enter__(self):
+        self._thread = eventlet.spawn(self._run)
+        self._ready.wait()
+        return self
+
+    def __exit__(self, *exc):
+        self._stopping = True
+        self._thread.wait()
+
+
+def signed_envelope(signer, kind: str, recipient: str, body: dict, *, referral_id: str | None = None,
+                    in_reply_to: str | None = None, sent_at=None, schema_version: int = 1) -> tuple[dict, bytes]:
+    """A validly signed envelope built by hand (the Composer refuses forbidden routes)."""
+    envelope = {
+        "protocol": PROTOCOL,
+        "message_id": str(uuid.uuid4()),
+        "kind": kind,
+        "schema_version": schema_version,
+        "sender": signer.agency,
+        "recipient": recipient,
+        "referral_id": referral_id or str(uuid.uuid4()),
+        "in_reply_to": in_reply_to,
+        "sent_at": format_timestamp(sent_at or utc_now()),
+        "sender_key_id": signer.key_id,
+        "body_encoding": PLAIN,
+        "body": body,
+    }
+    envelope["body_sha256"] = body_sha256(body)
+    envelope = sign_envelope(envelope, signer)
+    return envelope, encode(envelope)
+
+
+# -- database views ---------------------------------------------------------------------------
+@contextmanager
+def db(bus, agency: str) -> Iterator[NodeRepository]:
+    """One read transaction on ``agency``'s own database."""
+    with bus.store(agency).transaction() as repo:
+        yield repo
+
+
+def count(repo: NodeRepository, model, *where) -> int:
+    return repo.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def messages(repo: NodeRepository, *where) -> list[Message]:
+    return list(repo.session.scalars(select(Message).where(*where).order_by(Message.id)))
+
+
+def audit_events(repo: NodeRepository, event: str | None = None, message_id: str | None = None) -> list[AuditEntry]:
+    query = select(AuditEntry).order_by(AuditEntry.seq)
+    if event:
+        query = query.where(AuditEntry.event == event)
+    if message_id:
+        query = query.where(AuditEntry.message_id == message_id)
+    return list(repo.session.scalars(query))
+
+
+def outbox(repo: NodeRepository) -> list[OutboxEntry]:
+    return list(repo.session.scalars(select(OutboxEntry).order_by(OutboxEntry.id)))
+
+
+def quarantined(repo: NodeRepository) -> list[QuarantineEntry]:
+    return list(repo.session.scalars(select(QuarantineEntry).order_by(QuarantineEntry.id)))
+
+
+# -- broker topology ----------------------------------------------------------------------------
+def declare_topology(bus) -> None:
+    """Declare (again) every exchange, queue and binding, as a node does when it starts."""
+    with Connection(bus.amqp_uri) as connection:
+        topology(bus).declare(connection)
+
+
+def unbind_queue(bus, agency: str) -> None:
+    """Remove the binding of ``agency``'s queue: publishing to it becomes unroutable."""
+    t = topology(bus)
+    with _channel(bus) as channel:
+        channel.queue_unbind(queue=t.queue_name(agency), exchange=t.exchange_name,
+                             routing_key=t.binding_key(agency))
