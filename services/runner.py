@@ -36,12 +36,27 @@ def check_broker(amqp_uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def start_nodes(config: Mapping, agencies: Iterable[str]) -> ServiceRunner:
+def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = False) -> ServiceRunner:
+    """Start agency nodes (and the joint office's node) in this process."""
     runner = ServiceRunner(container_config(config))
     for agency in agencies:
         runner.add_service(build_node_service(agency, config))
+    if office:
+        from services.office.service import build_office_service
+        runner.add_service(build_office_service(config))
     runner.start()
     return runner
+
+
+def office_context(config: Mapping):
+    """The office's context on its own database, without a running office node (for the CLI)."""
+    from adapters.storage.office_tables import OfficeBase
+    from services.office.handlers import OfficeContext
+    from services.office.service import office_rules
+    node = offline_context(config, "joint_office")
+    OfficeBase.metadata.create_all(node.store.engine)
+    rules = office_rules(config)
+    return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, node_agencies(config))
 
 
 def offline_context(config: Mapping, agency: str) -> NodeContext:

@@ -93,16 +93,17 @@ def _context(config, agency):
 # -- run -------------------------------------------------------------------------------------
 def run_node(args: argparse.Namespace) -> int:
     config = _config_for(args, args.agency)
-    if args.agency not in node_agencies(config):
-        raise CommandError(f"{args.agency} has no agency node (it observes the bus)")
+    office = args.agency in c.observer_codes(config)
     settings.key_directory(config).load_private(args.agency)  # fail early, in one line
     try:
         check_broker(config[c.AMQP_URI])
     except BrokerUnreachable as exc:
         raise CommandError(str(exc)) from None
-    runner = start_nodes(config, [args.agency])
+    runner = start_nodes(config, [] if office else [args.agency], office=office)
     print(f"{args.agency} node running: queue {settings.topology(config).queue_name(args.agency)}, "
           f"database {c.database_url(config, args.agency)}. Ctrl-C stops it.", flush=True)
+    if office:
+        print(f"dashboard: http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard", flush=True)
 
     def shutdown(signum, frame):
         # Stop cleanly: workers in flight finish and ack what they stored; nothing is lost,

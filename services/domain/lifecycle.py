@@ -81,7 +81,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(k.SUPERVISION_REQUEST, {NOT_FILED, TRANSFERRED}, SUPERVISION),
     _t(k.SUPERVISION_NOTICE, {SUPERVISION, NOT_FILED}, SUPERVISION, "filing_supervision"),
     _t(k.SUPERVISION_NOTICE, {SUPERVISION}, SUPERVISION, "supervision_result"),
-    _t(k.SUPERVISION_NOTICE, OPEN_STATES, None, "overdue_escalation"),
+    # The office may escalate a referral the procuratorate has not seen before.
+    _t(k.SUPERVISION_NOTICE, OPEN_STATES | {NEW}, None, "overdue_escalation"),
     _t(k.MATERIALS_HANDOVER, {FILED}, None),
     # The procuratorate sees the case arrive with only its copy (or a supervision) behind it.
     _t(k.CASE_TRANSFER, {FILED, TRANSFERRED, SUPERVISION}, PROSECUTION_REVIEW, "for_prosecution"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +20,7 @@ from services import config as c
 from services.handlers.context import NodeContext
 from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
+from services.office.service import build_office_service
 from services.runner import node_agencies, offline_context
 from tests.fixtures.keys import FakeClock
 
@@ -36,7 +38,7 @@ def database_url(request, tmp_path):
         yield f"sqlite:///{tmp_path}/db/{{agency}}.sqlite3"
         return
     prefix = f"cluebus_test_{uuid.uuid4().hex[:10]}"
-    agencies = node_agencies(c.load_config(environ={}))
+    agencies = c.agency_codes(c.load_config(environ={}))  # every node, the office too
     engine = _postgres_admin()
     try:
         with engine.connect() as connection:
@@ -81,7 +83,9 @@ class Bus:
         for agency in agencies or node_agencies(self.config):
             if agency in self.containers:
                 raise RuntimeError(f"{agency} already has a container; stop it first")
-            container = self.container_factory(build_node_service(agency, self.config), self.nameko_config)
+            service = (build_office_service(self.config) if agency in c.observer_codes(self.config)
+                       else build_node_service(agency, self.config))
+            container = self.container_factory(service, self.nameko_config)
             if fake_clock:
                 replace_dependencies(container, clock=self.clock)
             self.containers[agency] = container
@@ -151,6 +155,12 @@ class Bus:
         self._stores.clear()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -> Bus:
     environ = {
@@ -161,6 +171,8 @@ def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -
         "CLUEBUS_RELAY_INTERVAL_SECONDS": "0.2",
         "CLUEBUS_RECEIPT_TIMEOUT_SECONDS": "60",
         "CLUEBUS_MAX_ATTEMPTS": "3",
+        "CLUEBUS_OFFICE_SCAN_SECONDS": "0.2",
+        "CLUEBUS_OFFICE_HTTP": f"127.0.0.1:{free_port()}",
         **bus_environ,
     }
     config = c.load_config(environ=environ)

@@ -1,0 +1,102 @@
+"""``cluebus overdue`` and ``cluebus stats``: the joint-meeting office's views, read from the
+office's own database (run the office with ``cluebus run --agency joint_office``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+
+from adapters.crypto.timestamps import format_timestamp
+from services.office import handlers
+from services.runner import office_context
+
+from .errors import CommandError
+
+
+def register(commands) -> None:
+    overdue = commands.add_parser("overdue", help="steps past (or nearing) their legal limit")
+    overdue.add_argument("--as-of", help="a moment (YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD; default now)")
+    overdue.add_argument("--json", action="store_true")
+    overdue.set_defaults(handler=show_overdue)
+
+    stats = commands.add_parser("stats", help="figures per agency and period (报表台账)")
+    stats.add_argument("--from", dest="period_from", help="start of the period (default: 30 days before --to)")
+    stats.add_argument("--to", dest="period_to", help="end of the period, exclusive (default: now)")
+    out = stats.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true", help="CSV on standard output")
+    out.add_argument("--xlsx", metavar="FILE", help="write an Excel workbook")
+    stats.set_defaults(handler=show_stats)
+
+
+def parse_moment(text: str | None, default: datetime) -> datetime:
+    if not text:
+        return default
+    for form in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, form).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    raise CommandError(f"{text!r} is not a moment: use YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD")
+
+
+def _ctx(args):
+    from services import config as c
+    return office_context(c.load_config(args.config))
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    return f"{days} d {rest // 3600} h" if days else f"{rest // 3600} h {rest % 3600 // 60} min"
+
+
+def show_overdue(args) -> int:
+    as_of = parse_moment(args.as_of, datetime.now(timezone.utc))
+    rows = handlers.overdue(_ctx(args), as_of)
+    if args.json:
+        json.dump({"as_of": format_timestamp(as_of), "steps": rows}, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    print(f"as of {format_timestamp(as_of)}: {sum(r['level'] != 'warning' for r in rows)} overdue, "
+          f"{sum(r['level'] == 'warning' for r in rows)} nearing their limit")
+    for row in rows:
+        late = _duration(row["overdue_seconds"]) + " late" if row["overdue_seconds"] else f"due {row['due_at']}"
+        print(f"  [{row['level']:<9}] {row['late_agency']:<16} {row['rule']:<26} {late:<16} "
+              f"referral {row['referral_id']} (waiting: {row['counterpart']})")
+    return 0
+
+
+def show_stats(args) -> int:
+    now = datetime.now(timezone.utc)
+    period_to = parse_moment(args.period_to, now)
+    period_from = parse_moment(args.period_from, period_to - timedelta(days=30))
+    if period_from >= period_to:
+        raise CommandError("--from must be before --to")
+    report = handlers.statistics(_ctx(args), period_from, period_to, now)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    elif args.csv:
+        from adapters.exporters.stats_csv import write_csv
+        write_csv(report, sys.stdout)
+    elif args.xlsx:
+        from adapters.exporters.stats_xlsx import write_xlsx
+        ctx = _ctx(args)
+        _, steps = handlers.all_messages_and_steps(ctx)
+        overdue_steps = [s for s in steps if s.closed_at is None and s.due_at < now]
+        write_xlsx(report, args.xlsx, overdue_steps, as_of=now)
+        print(f"wrote {args.xlsx}")
+    else:
+        data = report.to_json()
+        print(f"{data['period_from']} .. {data['period_to']} (as of {data['as_of']})")
+        print(f"  {'agency':<18}{'sent':>6}{'recv':>6}{'rcpt ok/late/open':>20}{'decisions ok/late/open':>24}"
+              f"{'opened/refused':>16}{'completion':>12}{'overdue':>9}")
+        for row in data["agencies"] + [data["totals"]]:
+            rate = "-" if row["completion_rate"] is None else f"{row['completion_rate'] * 100:.0f}%"
+            print(f"  {row['agency']:<18}{row['transfers_sent']:>6}{row['transfers_received']:>6}"
+                  f"{row['receipts_on_time']:>10}/{row['receipts_late']}/{row['receipts_open']:<6}"
+                  f"{row['decisions_on_time']:>14}/{row['decisions_late']}/{row['decisions_open']:<6}"
+                  f"{row['cases_opened']:>10}/{row['cases_refused']:<5}{rate:>12}{row['open_overdue_steps']:>9}")
+    return 0

@@ -1,0 +1,213 @@
+"""The office's use cases: observe a message, act on due steps, and read its views.
+
+Plain Python: the service layer hands in an OfficeContext.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from adapters.crypto.timestamps import format_timestamp, parse_timestamp
+from adapters.storage.office_tables import ObservedMessageRow, StepRow
+from schemas.registry import RECEIPT, SUPERVISION_NOTICE, URGE
+from services.handlers import receiving
+from services.handlers.context import NodeContext
+from services.handlers.sending import store_outbound
+from services.protocol.exceptions import ComposeError, Rejection
+from services.protocol.signing_input import message_sha256
+
+from .model import OPEN, ObservedMessage, facts_of
+from .tracking import ESCALATE, URGE as URGE_LEVEL, WARN, Tracker, level_of, to_observed, to_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OfficeContext:
+    node: NodeContext
+    tracker: Tracker
+    warn_before: timedelta
+    escalate_after: timedelta
+    agencies: list[str]
+
+    @property
+    def agency(self) -> str:
+        return self.node.agency
+
+
+# -- observing ---------------------------------------------------------------------------------
+def observe(ctx: OfficeContext, raw: bytes) -> dict:
+    node = ctx.node
+    now = node.clock()
+    try:
+        verified = node.verifier.verify(raw, check_freshness=False)
+        envelope, body, sealed, problem = verified.envelope, verified.plain_body, verified.sealed, None
+    except Rejection as rejection:
+        if rejection.envelope is None:
+            with node.store.transaction() as repo:
+                outcome = receiving.quarantine(repo, raw, rejection.rule, rejection.detail, now)
+            return {"status": outcome.status, "rule": outcome.rule}
+        envelope, body, problem = rejection.envelope, None, rejection.rule
+        sealed = envelope.get("body_encoding") == "sealed"
+    message = ObservedMessage(
+        message_id=envelope["message_id"], kind=envelope["kind"], sender=envelope["sender"],
+        recipient=envelope["recipient"], referral_id=envelope["referral_id"],
+        in_reply_to=envelope["in_reply_to"], sent_at=parse_timestamp(envelope["sent_at"]),
+        observed_at=now, sealed=sealed, facts=facts_of(envelope["kind"], body))
+    with node.store.transaction() as repo:
+        fresh = ctx.tracker.observe(repo.session, message, sha256=message_sha256(raw), problem=problem)
+    result = {"status": "observed" if fresh else "duplicate", "kind": message.kind, "message_id": message.message_id,
+              "referral_id": message.referral_id, "rule": problem}
+    if message.recipient == ctx.agency and message.kind == RECEIPT:
+        # A receipt for one of our urges: record it like any node would.
+        result["receipt"] = receiving.receive(node, raw).status
+    return result
+
+
+# -- acting on due steps -----------------------------------------------------------------------
+def act_on_due_steps(ctx: OfficeContext, now: datetime | None = None) -> list[dict]:
+    """Warn, urge or escalate what is due. Each level happens once per step: the mark is set
+    in the same transaction that queues the signed message, so reruns and restarts find it."""
+    node = ctx.node
+    now = now or node.clock()
+    with node.store.transaction() as repo:
+        actions = ctx.tracker.due_actions(repo.session, now, warn_before=ctx.warn_before,
+                                          escalate_after=ctx.escalate_after)
+    done = []
+    for action in actions:
+        try:
+            with node.store.transaction() as repo:
+                row = repo.session.get(StepRow, action.step_id, with_for_update=True)
+                result = _act(ctx, repo, row, action.level, now)
+        except ComposeError as error:
+            log.error("office: cannot %s step %s: %s", action.level, action.step_id, error)
+            continue
+        if result:
+            done.append(result)
+    return done
+
+
+def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> dict | None:
+    if row is None or row.state != OPEN:
+        return None
+    overdue = max(0, int((now - row.due_at).total_seconds()))
+    if level == WARN:
+        if row.warned_at is not None:
+            return None
+        row.warned_at = now
+        repo.append_audit(now, "step.warning", referral_id=row.referral_id,
+                          detail={"step": row.step_id, "late_agency": row.late_agency,
+                                  "due_at": format_timestamp(row.due_at)})
+        return {"level": WARN, "step_id": row.step_id}
+    if level == URGE_LEVEL:
+        if row.urged_at is not None:
+            return None
+        body = {"step": row.rule, "level": "urge", "due_at": row.due_at, "overdue_seconds": overdue,
+                "subject_message_id": row.start_message_id,
+                "note": f"{row.rule} for referral {row.referral_id} was due {format_timestamp(row.due_at)}; "
+                        f"please act and answer {row.counterpart}."}
+        signed = ctx.node.composer.compose(URGE, row.late_agency, body, referral_id=row.referral_id, sent_at=now)
+        row.urged_at, row.urge_message_id = now, signed.message_id
+    elif level == ESCALATE:
+        if row.escalated_at is not None:
+            return None
+        body = {"subject": "overdue_escalation", "late_agency": row.late_agency,
+                "subject_message_id": row.start_message_id,
+                "requirement": f"{row.late_agency} has not completed {row.rule} although urged "
+                               f"at {format_timestamp(row.urged_at)}; please supervise.",
+                "reasons": [f"{row.rule} due {format_timestamp(row.due_at)}, overdue by {overdue // 3600} h"]}
+        signed = ctx.node.composer.compose(SUPERVISION_NOTICE, "procuratorate", body,
+                                           referral_id=row.referral_id, sent_at=now)
+        row.escalated_at, row.escalation_message_id = now, signed.message_id
+    else:  # pragma: no cover
+        raise ValueError(level)
+    store_outbound(repo, signed, now, needs_receipt=True)
+    repo.append_audit(now, f"step.{level}", referral_id=row.referral_id, message_id=signed.message_id,
+                      detail={"step": row.step_id, "late_agency": row.late_agency, "overdue_seconds": overdue})
+    return {"level": level, "step_id": row.step_id, "message_id": signed.message_id,
+            "recipient": signed.envelope["recipient"]}
+
+
+# -- views ---------------------------------------------------------------------------------------
+def step_view(row: StepRow, now: datetime) -> dict:
+    return {"step_id": row.step_id, "rule": row.rule, "referral_id": row.referral_id,
+            "late_agency": row.late_agency, "counterpart": row.counterpart,
+            "started_at": format_timestamp(row.started_at), "due_at": format_timestamp(row.due_at),
+            "state": row.state, "closed_at": format_timestamp(row.closed_at) if row.closed_at else None,
+            "overdue_seconds": max(0, int(((row.closed_at or now) - row.due_at).total_seconds())),
+            "level": level_of(row, now),
+            "urged_at": format_timestamp(row.urged_at) if row.urged_at else None,
+            "escalated_at": format_timestamp(row.escalated_at) if row.escalated_at else None}
+
+
+def overdue(ctx: OfficeContext, as_of: datetime, *, include_warnings: bool = True) -> list[dict]:
+    """Open steps past their limit (and, with warnings, those nearing it), most late first."""
+    with ctx.node.store.transaction() as repo:
+        rows = repo.session.scalars(select(StepRow).where(StepRow.state == OPEN)).all()
+        views = []
+        for row in rows:
+            if as_of > row.due_at or (include_warnings and as_of >= row.due_at - ctx.warn_before):
+                view = step_view(row, as_of)
+                view["level"] = view["level"] or ("overdue" if as_of > row.due_at else "warning")
+                views.append(view)
+    return sorted(views, key=lambda v: (-v["overdue_seconds"], v["due_at"]))
+
+
+def referrals(ctx: OfficeContext, as_of: datetime, query: str | None = None, limit: int = 500) -> list[dict]:
+    with ctx.node.store.transaction() as repo:
+        session = repo.session
+        ids = session.scalars(select(ObservedMessageRow.referral_id).group_by(ObservedMessageRow.referral_id)
+                              .order_by(func.max(ObservedMessageRow.sent_at).desc()).limit(limit)).all()
+        result = []
+        for referral_id in ids:
+            messages = session.scalars(select(ObservedMessageRow).where(ObservedMessageRow.referral_id == referral_id)
+                                       .order_by(ObservedMessageRow.sent_at)).all()
+            steps = session.scalars(select(StepRow).where(StepRow.referral_id == referral_id)).all()
+            first, last = messages[0], messages[-1]
+            item = {"referral_id": referral_id, "opened_by": first.sender, "first_kind": first.kind,
+                    "opened_at": format_timestamp(first.sent_at), "last_kind": last.kind,
+                    "last_at": format_timestamp(last.sent_at), "messages": len(messages),
+                    "open_steps": sum(1 for s in steps if s.state == OPEN),
+                    "overdue_steps": sum(1 for s in steps if s.state == OPEN and as_of > s.due_at),
+                    "reference": None}
+            if query and query.lower() not in " ".join(str(v) for v in item.values()).lower():
+                continue
+            result.append(item)
+    return result
+
+
+def timeline(ctx: OfficeContext, referral_id: str, as_of: datetime) -> dict | None:
+    with ctx.node.store.transaction() as repo:
+        session = repo.session
+        messages = session.scalars(select(ObservedMessageRow).where(ObservedMessageRow.referral_id == referral_id)
+                                   .order_by(ObservedMessageRow.sent_at, ObservedMessageRow.observed_at)).all()
+        if not messages:
+            return None
+        steps = session.scalars(select(StepRow).where(StepRow.referral_id == referral_id)
+                                .order_by(StepRow.started_at)).all()
+        return {"referral_id": referral_id,
+                "events": [{"sent_at": format_timestamp(m.sent_at), "kind": m.kind, "sender": m.sender,
+                            "recipient": m.recipient, "message_id": m.message_id, "in_reply_to": m.in_reply_to,
+                            "sealed": m.sealed, "signature_ok": True, "problem": m.problem,
+                            "facts": m.facts or {}} for m in messages],
+                "steps": [step_view(s, as_of) for s in steps]}
+
+
+def all_messages_and_steps(ctx: OfficeContext):
+    with ctx.node.store.transaction() as repo:
+        session = repo.session
+        messages = [to_observed(m) for m in session.scalars(
+            select(ObservedMessageRow).where(ObservedMessageRow.problem.is_(None)))]
+        steps = [to_step(s) for s in session.scalars(select(StepRow))]
+    return messages, steps
+
+
+def statistics(ctx: OfficeContext, period_from: datetime, period_to: datetime, as_of: datetime):
+    from .stats import compute_stats
+    messages, steps = all_messages_and_steps(ctx)
+    return compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
+                         agencies=[a for a in ctx.agencies])

@@ -1,0 +1,205 @@
+"""The joint-meeting office as a Nameko service: it only translates entrypoints (its queue of
+all traffic, a timer, RPC and HTTP) into calls of services/office/handlers.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from nameko.timer import timer
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
+
+from adapters.crypto.timestamps import format_timestamp, parse_timestamp
+from adapters.storage.office_tables import OfficeBase
+from services import config as c
+from services import settings
+from services.handlers.context import NodeContext
+from services.nodes.base import AgencyNode
+from services.nodes.dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
+from services.nodes.entrypoints import consume_envelopes
+
+from . import dashboard, handlers
+from .calendar import Calendar
+from .rules import load_rules
+from .tracking import Tracker
+
+OFFICE_NAME = "联席会议办公室 Joint-Meeting Office"
+
+
+class OfficeDatabase(NodeDatabase):
+    """The office's database: a node's tables (its urges go through the same outbox) plus
+    observed metadata and deadline steps."""
+
+    def setup(self):
+        super().setup()
+        OfficeBase.metadata.create_all(self.store.engine)
+
+
+@dataclass(frozen=True)
+class OfficeRulesApi:
+    tracker: Tracker
+    warn_before: timedelta
+    escalate_after: timedelta
+
+
+def office_rules(config: Mapping) -> OfficeRulesApi:
+    office = config[c.OFFICE]
+    calendar = Calendar.from_yaml(office.get(c.CALENDAR_FILE) or None)
+    if office.get(c.TIMEZONE) and office[c.TIMEZONE] != calendar.timezone:
+        calendar = Calendar(calendar.holidays, calendar.workdays, office[c.TIMEZONE])
+    return OfficeRulesApi(Tracker(load_rules(office[c.DEADLINES]), calendar),
+                          timedelta(hours=float(office[c.WARN_BEFORE_HOURS])),
+                          timedelta(hours=float(office[c.ESCALATE_AFTER_HOURS])))
+
+
+class OfficeRules(DependencyProvider):
+    """Deadline rules and the holiday calendar, from the configuration."""
+
+    def setup(self):
+        self.api = office_rules(self.container.config)
+
+    def get_dependency(self, worker_ctx) -> OfficeRulesApi:
+        return self.api
+
+
+def _json(data, status: int = 200) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False, indent=1), status=status,
+                    mimetype="application/json")
+
+
+def _html(text: str, status: int = 200) -> Response:
+    return Response(text, status=status, mimetype="text/html")
+
+
+class JointOfficeBase:
+    name = "joint_office"
+
+    store = OfficeDatabase()
+    protocol = NodeProtocol()
+    transport = NodeTransport()
+    clock = Clock()
+    rules = OfficeRules()
+
+    # The outbox relay is the agency node's, unchanged: urges are ordinary signed messages.
+    flush_outbox = AgencyNode.flush_outbox
+
+    def context(self) -> handlers.OfficeContext:
+        p = self.protocol
+        node = NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy)
+        return handlers.OfficeContext(node, self.rules.tracker, self.rules.warn_before,
+                                      self.rules.escalate_after, list(self.agencies))
+
+    def handle_traffic(self, raw: bytes) -> dict:
+        ctx = self.context()
+        result = handlers.observe(ctx, raw)
+        if result.get("receipt"):
+            self.flush_outbox(ctx.node)
+        return result
+
+    def act(self) -> list[dict]:
+        ctx = self.context()
+        done = handlers.act_on_due_steps(ctx)
+        if any(action["level"] != "warn" for action in done):
+            self.flush_outbox(ctx.node)
+        return done
+
+    def _as_of(self, text: str | None) -> datetime:
+        return parse_timestamp(text) if text else self.clock()
+
+    def _period(self, start: str | None, end: str | None, as_of: datetime) -> tuple[datetime, datetime]:
+        period_to = parse_timestamp(end) if end else as_of
+        period_from = parse_timestamp(start) if start else period_to - timedelta(days=30)
+        return period_from, period_to
+
+    # -- RPC ------------------------------------------------------------------------------------
+    @rpc
+    def overdue(self, as_of=None):
+        return handlers.overdue(self.context(), self._as_of(as_of))
+
+    @rpc
+    def stats(self, period_from=None, period_to=None, as_of=None):
+        moment = self._as_of(as_of)
+        start, end = self._period(period_from, period_to, moment)
+        return handlers.statistics(self.context(), start, end, moment).to_json()
+
+    @rpc
+    def referrals(self, query=None):
+        return handlers.referrals(self.context(), self.clock(), query)
+
+    @rpc
+    def timeline(self, referral_id):
+        return handlers.timeline(self.context(), referral_id, self.clock())
+
+    @rpc
+    def scan_now(self):
+        return self.act()
+
+    # -- HTTP: a JSON API and the dashboard ------------------------------------------------------
+    @http("GET", "/api/overdue")
+    def api_overdue(self, request):
+        try:
+            return _json(handlers.overdue(self.context(), self._as_of(request.args.get("as_of"))))
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+
+    @http("GET", "/api/stats")
+    def api_stats(self, request):
+        try:
+            moment = self._as_of(request.args.get("as_of"))
+            start, end = self._period(request.args.get("from"), request.args.get("to"), moment)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(handlers.statistics(self.context(), start, end, moment).to_json())
+
+    @http("GET", "/api/referrals")
+    def api_referrals(self, request):
+        return _json(handlers.referrals(self.context(), self.clock(), request.args.get("q")))
+
+    @http("GET", "/api/referrals/<string:referral_id>")
+    def api_timeline(self, request, referral_id):
+        found = handlers.timeline(self.context(), referral_id, self.clock())
+        return _json(found) if found else _json({"error": f"no referral {referral_id}"}, 404)
+
+    @http("GET", "/dashboard")
+    def page_dashboard(self, request):
+        ctx = self.context()
+        now = self.clock()
+        start, end = self._period(None, None, now)
+        return _html(dashboard.render_dashboard(
+            office_name=OFFICE_NAME, as_of=format_timestamp(now.replace(microsecond=0)),
+            overdue=handlers.overdue(ctx, now), stats=handlers.statistics(ctx, start, end, now).to_json(),
+            referrals=handlers.referrals(ctx, now)))
+
+    @http("GET", "/dashboard/referrals/<string:referral_id>")
+    def page_referral(self, request, referral_id):
+        now = self.clock()
+        found = handlers.timeline(self.context(), referral_id, now)
+        if not found:
+            return _html(dashboard.render_not_found(f"no referral {referral_id}"), 404)
+        return _html(dashboard.render_referral(as_of=format_timestamp(now.replace(microsecond=0)), timeline=found))
+
+
+def build_office_service(config: Mapping) -> type:
+    agency = "joint_office"
+    if agency not in c.observer_codes(config):
+        raise ValueError(f"{agency} must be configured as an observer")
+    topology = settings.topology(config)
+    office = config[c.OFFICE]
+
+    def on_traffic(self, raw):
+        return self.handle_traffic(raw)
+
+    def scan(self):
+        self.act()
+
+    attributes = {
+        "agencies": tuple(a for a in c.agency_codes(config) if a not in c.observer_codes(config)),
+        "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_traffic),
+        "scan": timer(interval=float(office[c.SCAN_INTERVAL_SECONDS]))(scan),
+    }
+    return type("JointOfficeNode", (JointOfficeBase,), attributes)

@@ -1,0 +1,154 @@
+"""Opening and closing deadline steps from observed messages, and finding what is late.
+
+Plain Python over the office's tables; the clock and calendar are passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.crypto.timestamps import parse_timestamp
+from adapters.storage.office_tables import ObservedMessageRow, StepRow
+
+from .calendar import Calendar
+from .model import CLOSED, OPEN, ObservedMessage, Step
+from .rules import INTERVAL, RECIPIENT, REPLY, DeadlineRule
+
+URGE = "urge"
+ESCALATE = "escalate"
+WARN = "warn"
+
+
+@dataclass(frozen=True)
+class DueAction:
+    level: str        # warn | urge | escalate
+    step_id: str
+
+
+def to_step(row: StepRow) -> Step:
+    return Step(step_id=row.step_id, rule=row.rule, referral_id=row.referral_id,
+                start_message_id=row.start_message_id, started_at=row.started_at, due_at=row.due_at,
+                late_agency=row.late_agency, counterpart=row.counterpart, state=row.state,
+                closed_at=row.closed_at, closing_message_id=row.closing_message_id)
+
+
+def to_observed(row: ObservedMessageRow) -> ObservedMessage:
+    return ObservedMessage(message_id=row.message_id, kind=row.kind, sender=row.sender, recipient=row.recipient,
+                           referral_id=row.referral_id, in_reply_to=row.in_reply_to, sent_at=row.sent_at,
+                           observed_at=row.observed_at, sealed=row.sealed, facts=row.facts or {})
+
+
+class Tracker:
+    def __init__(self, rules: Sequence[DeadlineRule], calendar: Calendar):
+        self.rules = list(rules)
+        self.by_name = {rule.name: rule for rule in self.rules}
+        self.calendar = calendar
+
+    # -- observing -------------------------------------------------------------------------
+    def observe(self, session: Session, message: ObservedMessage, *, sha256: str,
+                problem: str | None = None) -> bool:
+        """Record ``message`` and move the steps it opens or closes. False for a duplicate."""
+        if session.get(ObservedMessageRow, message.message_id) is not None:
+            return False
+        session.add(ObservedMessageRow(
+            message_id=message.message_id, kind=message.kind, sender=message.sender,
+            recipient=message.recipient, referral_id=message.referral_id, in_reply_to=message.in_reply_to,
+            sent_at=message.sent_at, observed_at=message.observed_at, sha256=sha256, sealed=message.sealed,
+            facts=message.facts, problem=problem))
+        session.flush()
+        if problem is None:
+            self._close_steps(session, message)
+            self._open_steps(session, message)
+        return True
+
+    def _open_steps(self, session: Session, message: ObservedMessage) -> None:
+        for rule in self.rules:
+            if not rule.opened_by(message.kind, message.recipient, message.facts):
+                continue
+            step_id = f"{rule.name}:{message.message_id}"
+            if session.get(StepRow, step_id) is not None:
+                continue
+            late, counterpart = ((message.recipient, message.sender) if rule.late == RECIPIENT
+                                 else (message.sender, message.recipient))
+            if rule.type == INTERVAL:
+                self._interval_step(session, rule, message, step_id, late, counterpart)
+                continue
+            row = StepRow(step_id=step_id, rule=rule.name, referral_id=message.referral_id,
+                          start_message_id=message.message_id, started_at=message.sent_at,
+                          due_at=self.calendar.deadline(message.sent_at, rule.limit, rule.unit),
+                          late_agency=late, counterpart=counterpart, state=OPEN)
+            session.add(row)
+            session.flush()
+            # The answer may have been observed first (queues interleave): look back.
+            for earlier in session.scalars(select(ObservedMessageRow).where(
+                    ObservedMessageRow.referral_id == message.referral_id,
+                    ObservedMessageRow.problem.is_(None)).order_by(ObservedMessageRow.sent_at)):
+                if earlier.message_id != message.message_id and self._closes(rule, row, to_observed(earlier)):
+                    self._close(row, to_observed(earlier))
+                    break
+
+    def _interval_step(self, session, rule, message, step_id, late, counterpart) -> None:
+        """A period that ended before the transfer was sent, read from its own body."""
+        try:
+            start = parse_timestamp(message.facts[rule.start_fact])
+            stop = message.sent_at if rule.stop_fact == "sent_at" else parse_timestamp(message.facts[rule.stop_fact])
+        except (KeyError, ValueError, TypeError):
+            return  # a sealed or older body: nothing to measure
+        session.add(StepRow(step_id=step_id, rule=rule.name, referral_id=message.referral_id,
+                            start_message_id=message.message_id, started_at=start,
+                            due_at=self.calendar.deadline(start, rule.limit, rule.unit), late_agency=late,
+                            counterpart=counterpart, state=CLOSED, closed_at=stop,
+                            closing_message_id=message.message_id))
+        session.flush()
+
+    def _close_steps(self, session: Session, message: ObservedMessage) -> None:
+        rows = session.scalars(select(StepRow).where(StepRow.referral_id == message.referral_id,
+                                                     StepRow.state == OPEN)).all()
+        for row in rows:
+            if self._closes(self.by_name.get(row.rule), row, message):
+                self._close(row, message)
+
+    @staticmethod
+    def _closes(rule: DeadlineRule | None, row: StepRow, message: ObservedMessage) -> bool:
+        if rule is None or message.kind not in rule.stops_on or message.sender != row.late_agency:
+            return False
+        if rule.match == REPLY:
+            return message.in_reply_to == row.start_message_id
+        return message.recipient == row.counterpart and message.sent_at >= row.started_at
+
+    @staticmethod
+    def _close(row: StepRow, message: ObservedMessage) -> None:
+        row.state = CLOSED
+        row.closed_at = message.sent_at
+        row.closing_message_id = message.message_id
+
+    # -- what is due ---------------------------------------------------------------------------
+    def due_actions(self, session: Session, now: datetime, *, warn_before: timedelta,
+                    escalate_after: timedelta) -> list[DueAction]:
+        actions = []
+        for row in session.scalars(select(StepRow).where(StepRow.state == OPEN).order_by(StepRow.due_at)):
+            if now >= row.due_at:
+                if row.urged_at is None:
+                    actions.append(DueAction(URGE, row.step_id))
+                elif row.escalated_at is None and now >= row.urged_at + escalate_after:
+                    actions.append(DueAction(ESCALATE, row.step_id))
+            elif now >= row.due_at - warn_before and row.warned_at is None:
+                actions.append(DueAction(WARN, row.step_id))
+        return actions
+
+
+def level_of(row: StepRow, now: datetime) -> str | None:
+    if row.escalated_at:
+        return "escalated"
+    if row.urged_at:
+        return "urged"
+    if row.state == OPEN and now > row.due_at:
+        return "overdue"
+    if row.warned_at and row.state == OPEN:
+        return "warning"
+    return None
