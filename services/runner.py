@@ -36,14 +36,14 @@ def check_broker(amqp_uri: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = False) -> ServiceRunner:
+def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = False, clock=None) -> ServiceRunner:
     """Start agency nodes (and the joint office's node) in this process."""
     runner = ServiceRunner(container_config(config))
     for agency in agencies:
-        runner.add_service(build_node_service(agency, config))
+        runner.add_service(build_node_service(agency, config, clock=clock))
     if office:
         from services.office.service import build_office_service
-        runner.add_service(build_office_service(config))
+        runner.add_service(build_office_service(config, clock=clock))
     runner.start()
     return runner
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import eventlet
@@ -18,9 +18,11 @@ class DemoFailure(Exception):
 
 
 class Demo:
-    def __init__(self, rpc, agencies: list[str], out: Callable[[str], None] = print, timeout: float = 30):
+    def __init__(self, rpc, agencies: list[str], out: Callable[[str], None] = print, timeout: float = 30,
+                 clock=None):
         self.rpc = rpc
         self.agencies = agencies
+        self.clock = clock
         self.out = out
         self.timeout = timeout
         self.referrals: list[tuple[str, str]] = []
@@ -106,12 +108,52 @@ class Demo:
         self.referrals.append(("e-invoice verification", sent["referral_id"]))
         return sent["referral_id"]
 
+    def overdue_transfer(self, now: datetime) -> str:
+        self._begin(5, "Overdue: clue YB-2026-0131 to the police, left unanswered; the office urges")
+        body = story.crime_clue(now, "YB-2026-0131")
+        body["title"] = "仁心诊所伪造处方骗取医保基金"
+        sent = self.step("medical_security", "refer_clue", body)
+        referral = sent["referral_id"]
+        self._wait_observed(referral, "filing_decision")
+        step = next(s for s in self.rpc.joint_office.timeline(referral)["steps"] if s["rule"] == "filing_decision")
+        self.out(f"    the police must decide within 3 days (Decree 310 art. 8): by {step['due_at']}, "
+                 f"counted as the law counts days; nobody answers...")
+        due = datetime.strptime(step["due_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        self.clock.advance(due - self.clock() + timedelta(hours=2))
+        self.out(f"    [accelerated clock] every node's clock moves on to {self.clock():%Y-%m-%d %H:%M} UTC")
+        urge = self._wait_for(lambda: [m for m in self.rpc.public_security.inbox(kind="urge")
+                                       if m["referral_id"] == referral], "the urge to reach the police")
+        self.out(f"    joint_office → public_security  urge (催办) {urge[0]['message_id']}  "
+                 f"received and receipted by the police node")
+        for step in self.rpc.joint_office.overdue():
+            self.out(f"    overdue: {step['late_agency']:<16} {step['rule']:<20} "
+                     f"{step['overdue_seconds'] // 3600} h late, {step['level']}  (referral {step['referral_id'][:8]}…)")
+        self.referrals.append(("overdue transfer, urged by the joint office", referral))
+        return referral
+
+    def _wait_observed(self, referral: str, rule: str) -> None:
+        self._wait_for(lambda: (self.rpc.joint_office.timeline(referral) or {}).get("steps") and
+                       any(s["rule"] == rule for s in self.rpc.joint_office.timeline(referral)["steps"]),
+                       f"the office to open the {rule} step")
+
+    def _wait_for(self, probe, what: str):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            found = probe()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise DemoFailure(f"timed out waiting for {what}")
+            eventlet.sleep(0.05)
+
     def play(self) -> None:
         now = datetime.now(timezone.utc)
         self.suspected_crime(now)
         self.refused_case(now)
         self.health_clue(now)
         self.invoice_check(now)
+        if self.clock is not None:
+            self.overdue_transfer(now)
 
     # -- traces ---------------------------------------------------------------------------------
     def print_traces(self) -> bool:

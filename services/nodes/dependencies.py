@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from eventlet.semaphore import Semaphore
@@ -39,10 +39,29 @@ class NodeDatabase(DependencyProvider):
 
 
 class Clock(DependencyProvider):
-    """The time. Tests replace it (nameko.testing.services.replace_dependencies)."""
+    """The time: ``now`` if given (the demo's shared, movable clock), else the system's.
+    Tests replace it (nameko.testing.services.replace_dependencies)."""
+
+    def __init__(self, now: Callable[[], datetime] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.now = now or utc_now
 
     def get_dependency(self, worker_ctx) -> Callable[[], datetime]:
-        return utc_now
+        return self.now
+
+
+class ShiftedClock:
+    """System time plus an offset that can be moved forward: one shared clock lets the demo
+    show days passing while every node still agrees on the time."""
+
+    def __init__(self):
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from services import settings
 from services.handlers import workflows
 
 from .base import CALLER_ERRORS, AgencyNode
+from .dependencies import Clock
 from .entrypoints import consume_envelopes
 from .roles import FOLLOW_UP, REFER, REPLY, ROLE_ACTIONS, START, Action
 
@@ -41,7 +42,7 @@ def _role_method(action: Action):
     return rpc(expected_exceptions=CALLER_ERRORS)(method)
 
 
-def build_node_service(agency: str, config: Mapping) -> type:
+def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     """A Nameko service class named ``agency``: shared behaviour plus its role's methods."""
     if agency not in c.agency_codes(config):
         raise ValueError(f"{agency} is not a configured agency")
@@ -60,6 +61,8 @@ def build_node_service(agency: str, config: Mapping) -> type:
         "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_envelope),
         "relay_outbox": timer(interval=interval)(relay_outbox),
     }
+    if clock is not None:
+        attributes["clock"] = Clock(clock)
     for action in ROLE_ACTIONS.get(agency, ()):
         attributes[action.name] = _role_method(action)
     class_name = "".join(part.title() for part in agency.split("_")) + "Node"
@@ -67,5 +70,7 @@ def build_node_service(agency: str, config: Mapping) -> type:
 
 
 def container_config(config: Mapping) -> dict:
-    """Our configuration plus what Nameko needs to carry envelope bytes untouched."""
-    return {**config, **nameko_serializer_config()}
+    """Our configuration plus what Nameko needs: envelope bytes carried untouched, and the
+    address of the office's HTTP gateway."""
+    return {**config, **nameko_serializer_config(),
+            "WEB_SERVER_ADDRESS": config.get(c.OFFICE, {}).get(c.HTTP_ADDRESS, "127.0.0.1:8000")}

@@ -184,7 +184,7 @@ class JointOfficeBase:
         return _html(dashboard.render_referral(as_of=format_timestamp(now.replace(microsecond=0)), timeline=found))
 
 
-def build_office_service(config: Mapping) -> type:
+def build_office_service(config: Mapping, *, clock=None) -> type:
     agency = "joint_office"
     if agency not in c.observer_codes(config):
         raise ValueError(f"{agency} must be configured as an observer")
@@ -202,4 +202,6 @@ def build_office_service(config: Mapping) -> type:
         "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_traffic),
         "scan": timer(interval=float(office[c.SCAN_INTERVAL_SECONDS]))(scan),
     }
+    if clock is not None:
+        attributes["clock"] = Clock(clock)
     return type("JointOfficeNode", (JointOfficeBase,), attributes)

@@ -92,8 +92,9 @@ class Bus:
         return self
 
     def start(self, *agencies: str, fake_clock: bool = False):
-        """Start nodes (those already created keep how they were created)."""
-        for agency in agencies or node_agencies(self.config):
+        """Start nodes (those already created keep how they were created); no names: every
+        agency node and whatever else was created (the office)."""
+        for agency in agencies or dict.fromkeys([*node_agencies(self.config), *self.containers]):
             if agency not in self.containers:
                 self.create(agency, fake_clock=fake_clock)
             container = self.containers[agency]
