@@ -173,7 +173,8 @@ def referrals(ctx: OfficeContext, as_of: datetime, query: str | None = None, lim
                     "last_at": format_timestamp(last.sent_at), "messages": len(messages),
                     "open_steps": sum(1 for s in steps if s.state == OPEN),
                     "overdue_steps": sum(1 for s in steps if s.state == OPEN and as_of > s.due_at),
-                    "reference": None}
+                    "reference": next((m.facts.get("clue_no") for m in messages if (m.facts or {}).get("clue_no")),
+                                      None)}
             if query and query.lower() not in " ".join(str(v) for v in item.values()).lower():
                 continue
             result.append(item)

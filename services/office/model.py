@@ -15,7 +15,7 @@ from typing import Mapping
 
 # Non-personal body fields the office may keep, per kind.
 FACT_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "clue_transfer": ("category", "amount_involved_fen", "team_reported_at", "approved_at"),
+    "clue_transfer": ("clue_no", "category", "amount_involved_fen", "team_reported_at", "approved_at"),
     "filing_decision": ("decision",),
     "reconsideration_decision": ("outcome",),
     "case_transfer": ("direction", "amount_involved_fen"),

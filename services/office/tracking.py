@@ -19,6 +19,10 @@ from .calendar import Calendar
 from .model import CLOSED, OPEN, ObservedMessage, Step
 from .rules import INTERVAL, RECIPIENT, REPLY, DeadlineRule
 
+ENDS_REFERRAL = frozenset({"closure", "withdrawal"})
+# A closure is itself a message that must be receipted.
+ANSWERS_STILL_DUE = frozenset({"receipt"})
+
 URGE = "urge"
 ESCALATE = "escalate"
 WARN = "warn"
@@ -112,6 +116,10 @@ class Tracker:
         for row in rows:
             if self._closes(self.by_name.get(row.rule), row, message):
                 self._close(row, message)
+            elif message.kind in ENDS_REFERRAL and row.rule not in ANSWERS_STILL_DUE:
+                # Closing or withdrawing a referral (with its reason) ends what it still awaited.
+                self._close(row, message)
+                row.note = f"ended by {message.kind} {message.message_id}"
 
     @staticmethod
     def _closes(rule: DeadlineRule | None, row: StepRow, message: ObservedMessage) -> bool:

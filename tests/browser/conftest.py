@@ -1,32 +1,39 @@
-"""Fixtures for the dashboard's browser tests (Selenium driving Debian's headless Chromium).
+"""Fixtures for the dashboard's browser tests: Selenium driving Debian's headless Chromium
+against the REAL joint-office service (Nameko, its HTTP gateway, a real RabbitMQ and its
+own SQLite database), filled with signed messages of three referrals.
 
 Fixture contract (the tests rely on nothing else):
 
-- ``dashboard_sample`` returns the data the served pages show::
+- ``dashboard_sample`` returns the data the served pages show, read through the office's
+  own handlers::
 
       {"office_name": str, "as_of": str, "overdue": [overdue item, ...], "stats": StatsReport JSON,
        "referrals": [referral list item, ...], "timelines": {referral_id: timeline, ...}}
 
-  with at least one overdue item, at least two referrals, and a timeline for every listed referral
-  (shapes as in ``services/office/dashboard.py``).
-- ``dashboard_url`` returns the base URL (no trailing slash) of a server answering
-  ``GET /dashboard`` and ``GET /dashboard/referrals/<referral_id>`` for exactly that data.
-
-For now ``dashboard_url`` is a tiny ``http.server`` on 127.0.0.1 (a free port) that serves the
-render functions' output; it can later be switched to the real office service under the same names.
+  with at least one overdue item, at least two referrals, and a timeline for every referral.
+- ``dashboard_url`` returns the base URL (no trailing slash) of the office's HTTP gateway.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+import socket
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from kombu import Connection
 
-from services.office.dashboard import render_dashboard, render_not_found, render_referral
+from adapters.crypto.keys import initialise_key_directory
+from adapters.crypto.timestamps import format_timestamp
+from services import config as c
+from services import settings
+from services.demo import story
+from services.office import handlers
+from services.office.service import OFFICE_NAME, build_office_service
+from services.nodes.factory import container_config
+from services.runner import office_context, offline_context
+from tests.fixtures.keys import FakeClock
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -44,229 +51,131 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 
-AS_OF = "2025-03-10T08:00:00Z"
-
-# Three referrals: one whose filing decision is late and was urged, one whose handling result
-# is so late it was escalated, and one that ran to a judgment and recovered funds.
-_TIMELINES = {
-    "R-2025-0007": {
-        "referral_id": "R-2025-0007",
-        "events": [
-            # Deliberately not in time order: the page must order them.
-            {"sent_at": "2025-03-03T02:10:00Z", "kind": "receipt", "sender": "public_security",
-             "recipient": "medical_security", "message_id": "m-0007-3", "in_reply_to": "m-0007-1",
-             "sealed": False, "signature_ok": True, "facts": {"status": "accepted"}},
-            {"sent_at": "2025-03-02T01:00:00Z", "kind": "clue_transfer", "sender": "medical_security",
-             "recipient": "public_security", "message_id": "m-0007-1", "in_reply_to": None,
-             "sealed": False, "signature_ok": True,
-             "facts": {"category": "fictitious_treatment", "amount_involved_fen": 128645000}},
-            {"sent_at": "2025-03-02T01:00:05Z", "kind": "copy_notice", "sender": "medical_security",
-             "recipient": "procuratorate", "message_id": "m-0007-2", "in_reply_to": "m-0007-1",
-             "sealed": True, "signature_ok": True, "facts": {}},
-            {"sent_at": "2025-03-08T03:00:00Z", "kind": "urge", "sender": "joint_office",
-             "recipient": "public_security", "message_id": "m-0007-4", "in_reply_to": "m-0007-1",
-             "sealed": False, "signature_ok": True, "facts": {"step": "filing_decision", "level": "urged"}},
-        ],
-        "steps": [
-            {"step_id": "receipt:m-0007-1", "rule": "receipt", "late_agency": "public_security",
-             "counterpart": "medical_security", "started_at": "2025-03-02T01:00:00Z",
-             "due_at": "2025-03-03T16:00:00Z", "state": "closed", "closed_at": "2025-03-03T02:10:00Z",
-             "overdue_seconds": 0, "level": None},
-            {"step_id": "filing_decision:m-0007-3", "rule": "filing_decision",
-             "late_agency": "public_security", "counterpart": "medical_security",
-             "started_at": "2025-03-03T02:10:00Z", "due_at": "2025-03-06T16:00:00Z", "state": "open",
-             "closed_at": None, "overdue_seconds": 316800, "level": "urged"},
-        ],
-    },
-    "R-2025-0011": {
-        "referral_id": "R-2025-0011",
-        "events": [
-            {"sent_at": "2025-02-20T06:30:00Z", "kind": "clue_transfer", "sender": "medical_security",
-             "recipient": "health", "message_id": "m-0011-1", "in_reply_to": None, "sealed": True,
-             "signature_ok": True, "facts": {}},
-            {"sent_at": "2025-02-21T01:15:00Z", "kind": "receipt", "sender": "health",
-             "recipient": "medical_security", "message_id": "m-0011-2", "in_reply_to": "m-0011-1",
-             "sealed": False, "signature_ok": False, "facts": {"status": "accepted"}},
-            {"sent_at": "2025-03-05T02:00:00Z", "kind": "urge", "sender": "joint_office",
-             "recipient": "health", "message_id": "m-0011-3", "in_reply_to": "m-0011-1",
-             "sealed": False, "signature_ok": True, "facts": {"step": "handling_result", "level": "urged"}},
-        ],
-        "steps": [
-            {"step_id": "handling_result:m-0011-1", "rule": "handling_result", "late_agency": "health",
-             "counterpart": "medical_security", "started_at": "2025-02-20T06:30:00Z",
-             "due_at": "2025-03-02T16:00:00Z", "state": "open", "closed_at": None,
-             "overdue_seconds": 662400, "level": "escalated"},
-        ],
-    },
-    "R-2025-0003": {
-        "referral_id": "R-2025-0003",
-        "events": [
-            {"sent_at": "2025-01-06T02:00:00Z", "kind": "clue_transfer", "sender": "medical_security",
-             "recipient": "public_security", "message_id": "m-0003-1", "in_reply_to": None,
-             "sealed": False, "signature_ok": True, "facts": {"category": "card_lending"}},
-            {"sent_at": "2025-01-06T09:00:00Z", "kind": "receipt", "sender": "public_security",
-             "recipient": "medical_security", "message_id": "m-0003-2", "in_reply_to": "m-0003-1",
-             "sealed": False, "signature_ok": True, "facts": {"status": "accepted"}},
-            {"sent_at": "2025-01-08T03:00:00Z", "kind": "filing_decision", "sender": "public_security",
-             "recipient": "medical_security", "message_id": "m-0003-3", "in_reply_to": "m-0003-1",
-             "sealed": False, "signature_ok": True, "facts": {"decision": "filed"}},
-            {"sent_at": "2025-03-01T07:45:00Z", "kind": "judgment", "sender": "court",
-             "recipient": "medical_security", "message_id": "m-0003-4", "in_reply_to": None,
-             "sealed": False, "signature_ok": True,
-             "facts": {"effective": True, "amount_to_recover_fen": 4500000}},
-        ],
-        "steps": [
-            {"step_id": "receipt:m-0003-1", "rule": "receipt", "late_agency": "public_security",
-             "counterpart": "medical_security", "started_at": "2025-01-06T02:00:00Z",
-             "due_at": "2025-01-07T16:00:00Z", "state": "closed", "closed_at": "2025-01-06T09:00:00Z",
-             "overdue_seconds": 0, "level": None},
-            {"step_id": "filing_decision:m-0003-2", "rule": "filing_decision",
-             "late_agency": "public_security", "counterpart": "medical_security",
-             "started_at": "2025-01-06T09:00:00Z", "due_at": "2025-01-09T16:00:00Z", "state": "closed",
-             "closed_at": "2025-01-08T03:00:00Z", "overdue_seconds": 0, "level": None},
-        ],
-    },
-}
-
-_OVERDUE = [
-    {"step_id": "filing_decision:m-0007-3", "rule": "filing_decision", "referral_id": "R-2025-0007",
-     "late_agency": "public_security", "counterpart": "medical_security",
-     "started_at": "2025-03-03T02:10:00Z", "due_at": "2025-03-06T16:00:00Z", "overdue_seconds": 316800,
-     "level": "urged", "urged_at": "2025-03-08T03:00:00Z", "escalated_at": None},
-    {"step_id": "handling_result:m-0011-1", "rule": "handling_result", "referral_id": "R-2025-0011",
-     "late_agency": "health", "counterpart": "medical_security", "started_at": "2025-02-20T06:30:00Z",
-     "due_at": "2025-03-02T16:00:00Z", "overdue_seconds": 662400, "level": "escalated",
-     "urged_at": "2025-03-05T02:00:00Z", "escalated_at": "2025-03-09T02:00:00Z"},
-]
-
-_REFERRALS = [
-    {"referral_id": "R-2025-0011", "opened_by": "medical_security", "first_kind": "clue_transfer",
-     "opened_at": "2025-02-20T06:30:00Z", "last_kind": "urge", "last_at": "2025-03-05T02:00:00Z",
-     "messages": 3, "open_steps": 1, "overdue_steps": 1, "reference": "穗医保移〔2025〕11号"},
-    {"referral_id": "R-2025-0007", "opened_by": "medical_security", "first_kind": "clue_transfer",
-     "opened_at": "2025-03-02T01:00:00Z", "last_kind": "urge", "last_at": "2025-03-08T03:00:00Z",
-     "messages": 4, "open_steps": 1, "overdue_steps": 1, "reference": "穗医保移〔2025〕7号"},
-    {"referral_id": "R-2025-0003", "opened_by": "medical_security", "first_kind": "clue_transfer",
-     "opened_at": "2025-01-06T02:00:00Z", "last_kind": "judgment", "last_at": "2025-03-01T07:45:00Z",
-     "messages": 4, "open_steps": 0, "overdue_steps": 0, "reference": None},
-]
+# Tuesday 2026-11-24, 16:00 in Shanghai.
+AS_OF = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 
 
-def _agency_row(agency, **values):
-    row = {
-        "agency": agency, "transfers_sent": 0, "transfers_received": 0,
-        "receipts_on_time": 0, "receipts_late": 0, "receipts_open": 0,
-        "decisions_on_time": 0, "decisions_late": 0, "decisions_open": 0,
-        "feedback_on_time": 0, "feedback_late": 0, "feedback_open": 0,
-        "cases_opened": 0, "cases_refused": 0, "referrals_received": 0, "referrals_completed": 0,
-        "completion_rate": None, "open_overdue_steps": 0, "max_overdue_seconds": 0,
-        "median_seconds_to_receipt": None, "median_seconds_to_decision": None,
-        "median_seconds_to_feedback": None, "funds_recovered_fen": 0,
-    }
-    row.update(values)
-    return row
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-_STATS = {
-    "period_from": "2025-01-01T00:00:00Z",
-    "period_to": "2025-03-10T08:00:00Z",
-    "as_of": AS_OF,
-    "agencies": [
-        _agency_row("medical_security", transfers_sent=5, funds_recovered_fen=128645000),
-        _agency_row("public_security", transfers_sent=3, transfers_received=2, receipts_on_time=2,
-                    decisions_on_time=1, decisions_open=1, cases_opened=1, referrals_received=2,
-                    referrals_completed=1, completion_rate=0.5, open_overdue_steps=1,
-                    max_overdue_seconds=316800, median_seconds_to_receipt=50400.0,
-                    median_seconds_to_decision=151200.0),
-        _agency_row("health", transfers_sent=1, transfers_received=1, receipts_on_time=1,
-                    feedback_open=1, referrals_received=1, completion_rate=0.0, open_overdue_steps=1,
-                    max_overdue_seconds=662400, median_seconds_to_receipt=67500.0),
-        _agency_row("procuratorate", transfers_received=1),
-        _agency_row("court", transfers_sent=1),
-        _agency_row("joint_office", transfers_sent=2),
-    ],
-    "totals": _agency_row("total", transfers_sent=12, transfers_received=4, receipts_on_time=3,
-                          decisions_on_time=1, decisions_open=1, feedback_open=1, cases_opened=1,
-                          referrals_received=3, referrals_completed=1, completion_rate=1 / 3,
-                          open_overdue_steps=2, max_overdue_seconds=662400,
-                          median_seconds_to_receipt=58950.0, median_seconds_to_decision=151200.0,
-                          funds_recovered_fen=128645000),
-    "trend": [
-        {"day": "2025-03-04", "transfers": 1, "steps_due": 0, "steps_overdue": 1},
-        {"day": "2025-03-05", "transfers": 3, "steps_due": 1, "steps_overdue": 1},
-        {"day": "2025-03-06", "transfers": 0, "steps_due": 1, "steps_overdue": 1},
-        {"day": "2025-03-07", "transfers": 2, "steps_due": 0, "steps_overdue": 2},
-        {"day": "2025-03-08", "transfers": 4, "steps_due": 0, "steps_overdue": 2},
-        {"day": "2025-03-09", "transfers": 1, "steps_due": 0, "steps_overdue": 2},
-        {"day": "2025-03-10", "transfers": 1, "steps_due": 0, "steps_overdue": 2},
-    ],
-}
+def _fill(config, clock: FakeClock) -> None:
+    """Three referrals, signed by the agencies' own keys and observed by the office:
+    one whose filing decision is late and urged, one health clue so late it is escalated,
+    one that ran to a judgment."""
+    office = office_context(config)
+    office.node.clock = clock
+    agents = {a: offline_context(config, a) for a in ("medical_security", "public_security", "health",
+                                                       "procuratorate", "court")}
 
-SAMPLE = {
-    "office_name": "广州市医疗保障基金监管联席会议办公室",
-    "as_of": AS_OF,
-    "overdue": _OVERDUE,
-    "stats": _STATS,
-    "referrals": _REFERRALS,
-    "timelines": _TIMELINES,
-}
+    def send(agency, kind, recipient, body, referral, at, reply_to=None):
+        message = agents[agency].composer.compose(kind, recipient, body, referral_id=referral,
+                                                  in_reply_to=reply_to, sent_at=at)
+        handlers.observe(office, message.raw)
+        return message
+
+    def receipt(agency, message, at):
+        body = {"status": "accepted", "message_sha256": message.sha256, "received_at": at, "reason_codes": []}
+        send(agency, "receipt", message.envelope["sender"], body, message.envelope["referral_id"], at,
+             reply_to=message.message_id)
+
+    late = str(uuid.uuid4())
+    start = AS_OF - timedelta(days=6)
+    clue = send("medical_security", "clue_transfer", "public_security", story.crime_clue(start, "YB-2026-0201"),
+                late, start)
+    receipt("public_security", clue, start + timedelta(hours=3))
+
+    escalated = str(uuid.uuid4())
+    start = AS_OF - timedelta(days=40)
+    clue = send("medical_security", "clue_transfer", "health", story.health_clue(start), escalated, start)
+    receipt("health", clue, start + timedelta(hours=20))
+
+    done = str(uuid.uuid4())
+    start = AS_OF - timedelta(days=20)
+    clue = send("medical_security", "clue_transfer", "public_security", story.crime_clue(start, "YB-2026-0150"),
+                done, start)
+    receipt("public_security", clue, start + timedelta(hours=1))
+    decided = start + timedelta(days=1)
+    decision = send("public_security", "filing_decision", "medical_security",
+                    story.filed(decided, "公(经)立字[2026]0533号"), done, decided, reply_to=clue.message_id)
+    receipt("medical_security", decision, decided + timedelta(minutes=5))
+    handed = decided + timedelta(days=1)
+    send("medical_security", "materials_handover", "public_security", story.materials(handed, "公(经)立字[2026]0533号"),
+         done, handed)
+    judged = start + timedelta(days=15)
+    send("court", "judgment", "medical_security", story.judgment(judged), done, judged)
+
+    # The office's timer would urge at these moments; act as it would (the health clue is
+    # urged five days ago, so it is escalated now).
+    clock.now = AS_OF - timedelta(days=5)
+    handlers.act_on_due_steps(office)
+    clock.now = AS_OF
+    handlers.act_on_due_steps(office)
 
 
 @pytest.fixture(scope="session")
-def dashboard_sample() -> dict:
-    """The data that ``dashboard_url`` serves (a copy: tests may not change the server's)."""
-    return copy.deepcopy(SAMPLE)
+def office_node(tmp_path_factory):
+    """The real office service, on a fixed clock, with its own exchange names on the broker."""
+    from nameko.containers import ServiceContainer
 
-
-def _make_handler(sample: dict):
-    prefix = "/dashboard/referrals/"
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            path = urlsplit(self.path).path
-            status = 200
-            if path in ("/dashboard", "/dashboard/"):
-                page = render_dashboard(
-                    office_name=sample["office_name"], as_of=sample["as_of"], overdue=sample["overdue"],
-                    stats=sample["stats"], referrals=sample["referrals"],
-                )
-            elif path.startswith(prefix) and unquote(path[len(prefix):]) in sample["timelines"]:
-                page = render_referral(as_of=sample["as_of"], timeline=sample["timelines"][unquote(path[len(prefix):])])
-            else:
-                status, page = 404, render_not_found(f"没有这个页面 No such page: {path}")
-            data = page.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format, *args):  # keep test output quiet
-            pass
-
-    return Handler
-
-
-@pytest.fixture(scope="session")
-def dashboard_url(dashboard_sample):
-    """Base URL of a local server with /dashboard and /dashboard/referrals/<id> for the sample."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(copy.deepcopy(dashboard_sample)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+    base = tmp_path_factory.mktemp("office")
+    run = uuid.uuid4().hex[:8]
+    environ = {"CLUEBUS_DATA_DIR": str(base / "data"), "CLUEBUS_KEYS_DIR": str(base / "keys"),
+               "CLUEBUS_EXCHANGE": f"cluebus.browser-{run}", "CLUEBUS_DEAD_LETTER_EXCHANGE": f"cluebus.browser-{run}.dlx",
+               "CLUEBUS_OFFICE_HTTP": f"127.0.0.1:{_free_port()}",
+               # The test acts on due steps itself; the timer must not change the pages meanwhile.
+               "CLUEBUS_OFFICE_SCAN_SECONDS": "3600"}
+    config = c.load_config(environ=environ)
+    clock = FakeClock(AS_OF - timedelta(days=1))
+    initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=365),
+                             now=AS_OF - timedelta(days=90))
+    _fill(config, clock)
+    clock.now = AS_OF
+    container = ServiceContainer(build_office_service(config, clock=clock), container_config(config))
+    container.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield config, clock
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        container.stop()
+        topology = settings.topology(config)
+        with Connection(config[c.AMQP_URI]) as connection:
+            channel = connection.channel()
+            for agency in topology.agencies:
+                channel.queue_delete(topology.queue_name(agency))
+                channel.queue_delete(topology.quarantine_queue_name(agency))
+            channel.exchange_delete(topology.exchange_name)
+            channel.exchange_delete(topology.dead_letter_exchange_name)
+
+
+@pytest.fixture(scope="session")
+def dashboard_sample(office_node) -> dict:
+    config, clock = office_node
+    office = office_context(config)
+    referrals = handlers.referrals(office, clock.now)
+    return {
+        "office_name": OFFICE_NAME,
+        "as_of": format_timestamp(clock.now),
+        "overdue": handlers.overdue(office, clock.now),
+        "stats": handlers.statistics(office, clock.now - timedelta(days=30), clock.now, clock.now).to_json(),
+        "referrals": referrals,
+        "timelines": {r["referral_id"]: handlers.timeline(office, r["referral_id"], clock.now) for r in referrals},
+    }
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(office_node) -> str:
+    config, _ = office_node
+    return f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}"
 
 
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """A headless Chromium (Debian's package) driven by Debian's chromedriver; no downloads."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if missing and os.environ.get("CLUEBUS_REQUIRE_BROWSER"):
+        pytest.fail(f"CLUEBUS_REQUIRE_BROWSER is set but {', '.join(missing)} is missing")
     if missing:
         pytest.skip(
             f"browser tests need Debian's Chromium and chromedriver, missing: {', '.join(missing)} "
