@@ -55,5 +55,6 @@ def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifie
     verifier = Verifier(keyring, routes, c.agency_codes(config),
                         max_message_bytes=int(protocol[c.MAX_MESSAGE_BYTES]),
                         clock_skew=timedelta(seconds=float(protocol[c.CLOCK_SKEW_SECONDS])),
+                        max_age=timedelta(seconds=float(protocol[c.MAX_DELIVERY_DELAY_SECONDS])),
                         box_key=box_key, clock=clock)
     return composer, verifier

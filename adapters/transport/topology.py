@@ -2,7 +2,7 @@
 
 - one durable topic exchange; routing key ``<recipient>.<kind>``;
 - one durable queue per agency, bound to ``<agency>.*`` (quorum where supported; an
-  observer's queue, such as the joint office's, is bound to ``#``), whose
+  observer's queue, such as the joint office's, is bound to every agency's key), whose
   messages that keep failing (``x-delivery-limit``) are dead-lettered;
 - a dead-letter exchange with one quarantine queue per agency, bound to the name of the
   queue its dead letters come from.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, binding
 
 QUORUM = "quorum"
 CLASSIC = "classic"
@@ -44,7 +44,14 @@ class Topology:
         return f"{self.exchange_name}.{agency}.quarantine"
 
     def binding_key(self, agency: str) -> str:
-        return "#" if agency in self.observers else f"{agency}.*"
+        return f"{agency}.*"
+
+    def binding_keys(self, agency: str) -> list[str]:
+        """An observer is bound to every configured agency's traffic, key by key (not "#"),
+        so that a message for an agency nobody configured stays unroutable."""
+        if agency in self.observers:
+            return [self.binding_key(a) for a in self.agencies]
+        return [self.binding_key(agency)]
 
     def _type_arguments(self) -> dict:
         return {"x-queue-type": QUORUM} if self.queue_type == QUORUM else {}
@@ -56,8 +63,8 @@ class Topology:
                      "x-dead-letter-routing-key": self.queue_name(agency), **self._type_arguments()}
         if self.queue_type == QUORUM:
             arguments["x-delivery-limit"] = self.delivery_limit
-        return Queue(self.queue_name(agency), exchange=self.exchange, routing_key=self.binding_key(agency),
-                     durable=True, queue_arguments=arguments)
+        return Queue(self.queue_name(agency), durable=True, queue_arguments=arguments,
+                     bindings=[binding(self.exchange, routing_key=key) for key in self.binding_keys(agency)])
 
     def quarantine_queue(self, agency: str) -> Queue:
         return Queue(self.quarantine_queue_name(agency), exchange=self.dead_letter_exchange,

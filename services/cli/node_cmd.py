@@ -24,6 +24,7 @@ from services import config as c
 from services import settings
 from services.domain.exceptions import DomainError
 from services.handlers import queries, relay, workflows
+from services.nodes.roles import ROLE_ACTIONS
 from services.protocol.compose import SignedMessage
 from services.protocol.exceptions import ComposeError
 from services.runner import BrokerUnreachable, check_broker, node_agencies, offline_context, start_nodes
@@ -55,7 +56,8 @@ def register(commands) -> None:
 
     for name, handler, helptext in (("inbox", show_inbox, "messages received"),
                                     ("outbox", show_outbox, "messages sent, with delivery state"),
-                                    ("quarantine", show_quarantine, "messages that could not be authenticated")):
+                                    ("quarantine", show_quarantine,
+                                     "messages kept aside unanswered (unauthenticated, reused ids, stray receipts)")):
         view = commands.add_parser(name, help=helptext)
         _as(view)
         view.add_argument("--json", action="store_true")
@@ -164,7 +166,7 @@ def send_message(args: argparse.Namespace) -> int:
             raise CommandError("--to is required when following up a referral")
         sent = _acting(lambda: workflows.follow_up(ctx, args.referral, args.kind, body, [args.recipient], seal=seal))
     elif args.kind == CLUE_TRANSFER:
-        recipient = args.recipient or "public_security"
+        recipient = args.recipient or _usual_recipient(args.agency)
         sent = _acting(lambda: workflows.refer_clue(ctx, body, recipient, seal=seal))
     else:
         if not args.recipient:
@@ -173,6 +175,13 @@ def send_message(args: argparse.Namespace) -> int:
     print(f"{args.agency}: signed and committed {len(sent)} message(s)")
     _publish_now(config, ctx, sent)
     return 0
+
+
+def _usual_recipient(agency: str) -> str:
+    for action in ROLE_ACTIONS.get(agency, ()):
+        if action.name == "refer_clue" and action.recipients:
+            return action.recipients[0]
+    raise CommandError(f"{agency} has no usual recipient for clues; give --to")
 
 
 def answer_message(args: argparse.Namespace) -> int:

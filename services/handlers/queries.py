@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from adapters.crypto.timestamps import format_timestamp
+from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from adapters.storage.exceptions import AuditChainBroken
 from adapters.storage.tables import Message, OutboxEntry, QuarantineEntry
 from services.protocol.exceptions import Rejection
@@ -104,4 +104,4 @@ def merge_traces(traces: list[Mapping]) -> list[dict]:
             entry["seen_by"].append(node_trace["node"])
             if not step["signature"]["ok"]:
                 entry["signature"] = step["signature"]
-    return sorted(seen.values(), key=lambda s: (s["sent_at"], s["kind"] == "receipt"))
+    return sorted(seen.values(), key=lambda s: (parse_timestamp(s["sent_at"]), s["kind"] == "receipt"))

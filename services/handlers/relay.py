@@ -54,11 +54,9 @@ def relay_due(ctx: NodeContext, publish: Publish, *, limit: int = 100) -> RelayR
         due = []
         for entry in repo.due_outbox(now, limit):
             message = repo.message(entry.message_id)
-            if entry.attempts >= ctx.policy.max_attempts:
-                was_published = entry.state == PUBLISHED
+            if entry.state == PUBLISHED and entry.attempts >= ctx.policy.max_attempts:
                 entry.state = FAILED
-                entry.last_error = (f"no receipt after {entry.attempts} attempts" if was_published
-                                    else f"not published after {entry.attempts} attempts: {entry.last_error}")
+                entry.last_error = f"no receipt after {entry.attempts} attempts"
                 message.status = FAILED
                 repo.append_audit(now, "delivery.failed", referral_id=message.referral_id,
                                   message_id=message.message_id,
@@ -108,7 +106,8 @@ def _record_failure(ctx: NodeContext, item: _Due, error: PublishFailed) -> None:
     now = ctx.clock()
     log.warning("%s: publishing %s failed: %s", ctx.agency, item.message_id, error)
     with ctx.store.transaction() as repo:
+        # The broker did not take it: nothing was delivered, so this is no attempt. It stays
+        # in the outbox and is tried again, for as long as it takes.
         entry = repo.outbox_entry(item.message_id)
-        entry.attempts += 1
         entry.last_error = str(error)[:2000]
         entry.next_attempt_at = now + ctx.policy.publish_retry

@@ -33,7 +33,8 @@ def _role_method(action: Action):
     elif action.mode == FOLLOW_UP:
         def method(self, referral_id, body, recipients=None, in_reply_to=None, seal=None):
             return self._sent(workflows.follow_up(self.context(), referral_id, action.kind, body,
-                                                  recipients or action.recipients, in_reply_to=in_reply_to,
+                                                  recipients or action.default_recipients(body),
+                                                  in_reply_to=in_reply_to,
                                                   seal=self._seal(seal)))
     else:  # pragma: no cover - the table is checked by tests
         raise ValueError(f"unknown action mode {action.mode!r}")

@@ -25,6 +25,13 @@ class Action:
     mode: str
     recipients: tuple[str, ...] = ()
     doc: str = ""
+    # Default recipients that get the message only when a body field has a value, e.g. the
+    # court hears of a prosecution decision only when it is to prosecute.
+    only_when: tuple[tuple[str, str, str], ...] = ()
+
+    def default_recipients(self, body) -> list[str]:
+        skip = {agency for agency, field, value in self.only_when if body.get(field) != value}
+        return [agency for agency in self.recipients if agency not in skip]
 
 
 ROLE_ACTIONS: dict[str, tuple[Action, ...]] = {
@@ -57,7 +64,8 @@ ROLE_ACTIONS: dict[str, tuple[Action, ...]] = {
                "Supervise a police decision (立案监督通知)."),
         Action("decide_prosecution", k.PROSECUTION_DECISION, FOLLOW_UP,
                ("court", "medical_security", "public_security"),
-               "Decide on prosecution; the court and the referring bureau are told."),
+               "Decide on prosecution; the court (when prosecuting), the bureau and the police are told.",
+               only_when=(("court", "decision", "prosecute"),)),
     ),
     "court": (
         Action("return_judgment", k.JUDGMENT, FOLLOW_UP, ("medical_security", "procuratorate", "public_security"),

@@ -52,6 +52,7 @@ class Verifier:
     def __init__(self, keyring: Keyring, routes: RouteTable, agencies: Iterable[str], *,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+                 max_age: timedelta | None = None,
                  box_key: BoxKey | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.keyring = keyring
@@ -59,6 +60,10 @@ class Verifier:
         self.agencies = frozenset(agencies)
         self.max_message_bytes = max_message_bytes
         self.clock_skew = clock_skew
+        # How old a message may be when it arrives. By default the same as the skew; a node
+        # whose messages wait in durable queues allows more (a receiver down for an hour must
+        # still accept what was sent meanwhile; replays are caught by the inbox, by message id).
+        self.max_age = clock_skew if max_age is None else max(max_age, clock_skew)
         self.box_key = box_key
         self.clock = clock
 
@@ -132,10 +137,16 @@ class Verifier:
                          f"message is addressed to {envelope['recipient']}, not {expected_recipient}")
 
     def _check_freshness(self, sent_at: datetime, now: datetime) -> None:
-        if abs(now - sent_at) > self.clock_skew:
+        offset = (sent_at - now).total_seconds()
+        if offset > self.clock_skew.total_seconds():
             raise Rejection("clock.skew",
-                            f"sent_at is {int((sent_at - now).total_seconds())} s from the receiver's clock; "
+                            f"sent_at is {int(offset)} s ahead of the receiver's clock; "
                             f"at most {int(self.clock_skew.total_seconds())} s allowed",
+                            authenticated=True)
+        if -offset > self.max_age.total_seconds():
+            raise Rejection("clock.skew",
+                            f"sent_at is {int(-offset)} s behind the receiver's clock; "
+                            f"at most {int(self.max_age.total_seconds())} s allowed",
                             authenticated=True)
 
     def _load_body(self, envelope: dict, sent_at: datetime) -> tuple[dict | None, dict | None]:

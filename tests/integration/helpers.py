@@ -213,8 +213,10 @@ def declare_topology(bus) -> None:
 
 
 def unbind_queue(bus, agency: str) -> None:
-    """Remove the binding of ``agency``'s queue: publishing to it becomes unroutable."""
+    """Remove every binding of ``agency``'s routing keys (its own queue's and the observers'
+    copies): publishing to it becomes unroutable."""
     t = topology(bus)
     with _channel(bus) as channel:
-        channel.queue_unbind(queue=t.queue_name(agency), exchange=t.exchange_name,
-                             routing_key=t.binding_key(agency))
+        for holder in [agency, *t.observers]:
+            channel.queue_unbind(queue=t.queue_name(holder), exchange=t.exchange_name,
+                                 routing_key=t.binding_key(agency))
