@@ -119,14 +119,8 @@ def main() -> None:
         raw = baseline(config[c.AMQP_URI], args.messages)
         full = cluebus(config, args.messages)
     finally:
-        topology = settings.topology(config)
         with Connection(config[c.AMQP_URI]) as connection:
-            channel = connection.channel()
-            for agency in topology.agencies:
-                channel.queue_delete(topology.queue_name(agency))
-                channel.queue_delete(topology.quarantine_queue_name(agency))
-            channel.exchange_delete(topology.exchange_name)
-            channel.exchange_delete(topology.dead_letter_exchange_name)
+            settings.topology(config).delete(connection)
     print(f"{args.messages} messages")
     print(f"  raw Nameko events (baseline): {args.messages / raw:8.0f} msg/s")
     print(f"  cluebus signed transfer + stored + receipted + receipt recorded: {args.messages / full:8.0f} msg/s")

@@ -85,3 +85,15 @@ class Topology:
                 entity(channel).declare()
         finally:
             channel.close()
+
+    def delete(self, connection: Connection) -> None:
+        """Delete every queue and exchange of this topology (a demo's or a test's own)."""
+        channel = connection.channel()
+        try:
+            for agency in self.agencies:
+                channel.queue_delete(self.queue_name(agency))
+                channel.queue_delete(self.quarantine_queue_name(agency))
+            channel.exchange_delete(self.exchange_name)
+            channel.exchange_delete(self.dead_letter_exchange_name)
+        finally:
+            channel.close()

@@ -108,12 +108,5 @@ def _wait_for_interrupt() -> None:
 
 
 def _remove_topology(config) -> None:
-    topology = settings.topology(config)
     with Connection(config[c.AMQP_URI]) as connection:
-        channel = connection.channel()
-        for agency in topology.agencies:
-            for name in (topology.queue_name(agency), topology.quarantine_queue_name(agency)):
-                channel.queue_delete(name)
-        for name in (topology.exchange_name, topology.dead_letter_exchange_name):
-            channel.exchange_delete(name)
-        channel.close()
+        settings.topology(config).delete(connection)

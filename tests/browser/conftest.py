@@ -139,14 +139,8 @@ def office_node(tmp_path_factory):
         yield config, clock
     finally:
         container.stop()
-        topology = settings.topology(config)
         with Connection(config[c.AMQP_URI]) as connection:
-            channel = connection.channel()
-            for agency in topology.agencies:
-                channel.queue_delete(topology.queue_name(agency))
-                channel.queue_delete(topology.quarantine_queue_name(agency))
-            channel.exchange_delete(topology.exchange_name)
-            channel.exchange_delete(topology.dead_letter_exchange_name)
+            settings.topology(config).delete(connection)
 
 
 @pytest.fixture(scope="session")
