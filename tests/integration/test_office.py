@@ -95,3 +95,33 @@ def test_overdue_transfer_is_urged_once_then_escalated_and_counted(bus):
     for subject in body["subjects"]:
         assert subject["name"] not in text
         assert subject.get("id_number", "\0") not in text
+
+
+def test_the_office_tracks_sealed_transfers_from_metadata_alone(bus):
+    """Bodies sealed for their recipients: the police read theirs, the office sees only the
+    signed metadata and still opens, tracks and closes every step."""
+    bus.clock.now = START
+    bus.create(MEDICAL, POLICE, PROCURATORATE, OFFICE, fake_clock=True)
+    with bus.waiter(OFFICE, kind=k.RECEIPT, count=2):
+        bus.start(MEDICAL, POLICE, PROCURATORATE, OFFICE)
+        with bus.rpc() as rpc:
+            sent = rpc.medical_security.refer_clue(sample_body(k.CLUE_TRANSFER), seal=True)
+    referral = sent["referral_id"]
+    transfer_id = next(m["message_id"] for m in sent["messages"] if m["kind"] == k.CLUE_TRANSFER)
+    with bus.rpc() as rpc:
+        [received] = rpc.public_security.inbox(kind=k.CLUE_TRANSFER)
+        assert received["sealed"] and received["body"]["clue_no"] == "YB-2026-0001"  # the police can read it
+        timeline = rpc.joint_office.timeline(referral)
+        transfer = next(e for e in timeline["events"] if e["kind"] == k.CLUE_TRANSFER)
+        assert transfer["sealed"] and transfer["facts"] == {}  # the office cannot
+        assert {s["rule"] for s in timeline["steps"]} >= {"receipt", "filing_decision"}
+
+        with bus.waiter(OFFICE, kind=k.FILING_DECISION):
+            rpc.public_security.decide_filing(transfer_id, sample_body(k.FILING_DECISION), seal=True)
+        filing = next(s for s in rpc.joint_office.timeline(referral)["steps"] if s["rule"] == "filing_decision")
+        assert filing["state"] == "closed"
+        stats = rpc.joint_office.stats(period_from="2026-11-01T00:00:00Z", period_to="2026-12-31T00:00:00Z")
+    police = next(row for row in stats["agencies"] if row["agency"] == POLICE)
+    # Sealed, the decision's outcome is unknown to the office: counted as neither.
+    assert police["decisions_on_time"] == 1
+    assert police["cases_opened"] == 0 and police["cases_refused"] == 0
