@@ -9,7 +9,7 @@ from typing import Iterator
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from .repository import NodeRepository
 from .tables import Base
@@ -20,9 +20,10 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # Greenthreads look like threads to sqlite3; one connection per use keeps them apart.
+        # Greenthreads look like threads to sqlite3: allow a pooled connection to move between
+        # them (the pool hands each to one user at a time).
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               poolclass=NullPool)
+                               poolclass=QueuePool, pool_size=5, max_overflow=10)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):

@@ -7,8 +7,10 @@ import argparse
 import json
 import sys
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from adapters.crypto.timestamps import format_timestamp
+from services import config as c
 from services.office import handlers
 from services.runner import office_context
 
@@ -31,20 +33,29 @@ def register(commands) -> None:
     stats.set_defaults(handler=show_stats)
 
 
-def parse_moment(text: str | None, default: datetime) -> datetime:
+def parse_moment(text: str | None, default: datetime, local_zone: str = "Asia/Shanghai") -> datetime:
+    """A UTC moment, or a bare date read as local midnight in the office's time zone (the
+    office counts days as the law does, locally)."""
     if not text:
         return default
-    for form in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d"):
+    for form in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
         try:
             return datetime.strptime(text, form).replace(tzinfo=timezone.utc)
         except ValueError:
             continue
-    raise CommandError(f"{text!r} is not a moment: use YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD")
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise CommandError(f"{text!r} is not a moment: use YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD") from None
+    return day.replace(tzinfo=ZoneInfo(local_zone)).astimezone(timezone.utc)
 
 
 def _ctx(args):
-    from services import config as c
     return office_context(c.load_config(args.config))
+
+
+def _zone(args) -> str:
+    return c.load_config(args.config)[c.OFFICE][c.TIMEZONE]
 
 
 def _duration(seconds: int) -> str:
@@ -53,7 +64,7 @@ def _duration(seconds: int) -> str:
 
 
 def show_overdue(args) -> int:
-    as_of = parse_moment(args.as_of, datetime.now(timezone.utc))
+    as_of = parse_moment(args.as_of, datetime.now(timezone.utc), _zone(args))
     rows = handlers.overdue(_ctx(args), as_of)
     if args.json:
         json.dump({"as_of": format_timestamp(as_of), "steps": rows}, sys.stdout, ensure_ascii=False, indent=2)
@@ -70,8 +81,8 @@ def show_overdue(args) -> int:
 
 def show_stats(args) -> int:
     now = datetime.now(timezone.utc)
-    period_to = parse_moment(args.period_to, now)
-    period_from = parse_moment(args.period_from, period_to - timedelta(days=30))
+    period_to = parse_moment(args.period_to, now, _zone(args))
+    period_from = parse_moment(args.period_from, period_to - timedelta(days=30), _zone(args))
     if period_from >= period_to:
         raise CommandError("--from must be before --to")
     report = handlers.statistics(_ctx(args), period_from, period_to, now)

@@ -211,4 +211,4 @@ def statistics(ctx: OfficeContext, period_from: datetime, period_to: datetime, a
     from .stats import compute_stats
     messages, steps = all_messages_and_steps(ctx)
     return compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
-                         agencies=[a for a in ctx.agencies])
+                         agencies=[a for a in ctx.agencies], tz=ctx.tracker.calendar.tz)

@@ -50,14 +50,30 @@ def _outcomes(facts: Mapping) -> set:
     return {value for key, value in facts.items() if key in ("decision", "outcome", "direction", "result")}
 
 
+KNOWN_KEYS = frozenset({"name", "description", "type", "starts_on", "stops_on", "match", "late", "limit",
+                        "unit", "start_recipients", "start_outcome", "start_fact", "stop_fact"})
+
+
+def _whole_number(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"limit {value!r} is not a whole number")
+    return int(value)
+
+
 def load_rules(entries: Iterable[Mapping]) -> list[DeadlineRule]:
     rules = []
     names = set()
-    for entry in entries:
+    for position, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping):
+            raise RuleError(f"deadline rule #{position} is not a mapping: {entry!r}")
+        unknown_keys = set(entry) - KNOWN_KEYS
+        if unknown_keys:
+            raise RuleError(f"deadline rule {entry.get('name', f'#{position}')!r} has unknown keys "
+                            f"{sorted(unknown_keys)}")
         try:
             rule = DeadlineRule(
                 name=str(entry["name"]), description=str(entry.get("description", "")),
-                starts_on=frozenset(entry["starts_on"]), late=entry["late"], limit=int(entry["limit"]),
+                starts_on=frozenset(entry["starts_on"]), late=entry["late"], limit=_whole_number(entry["limit"]),
                 unit=entry["unit"], type=entry.get("type", MESSAGE),
                 stops_on=frozenset(entry.get("stops_on", ())), match=entry.get("match", REFERRAL),
                 start_recipients=frozenset(entry["start_recipients"]) if entry.get("start_recipients") else None,

@@ -22,6 +22,7 @@ from .rules import INTERVAL, RECIPIENT, REPLY, DeadlineRule
 ENDS_REFERRAL = frozenset({"closure", "withdrawal"})
 # A closure is itself a message that must be receipted.
 ANSWERS_STILL_DUE = frozenset({"receipt"})
+RECEIPT_KIND = "receipt"
 
 URGE = "urge"
 ESCALATE = "escalate"
@@ -88,12 +89,18 @@ class Tracker:
                           late_agency=late, counterpart=counterpart, state=OPEN)
             session.add(row)
             session.flush()
-            # The answer may have been observed first (queues interleave): look back.
+            # The answer, a closure or a refusal may have been observed first (queues
+            # interleave, resends arrive late): look back.
             for earlier in session.scalars(select(ObservedMessageRow).where(
                     ObservedMessageRow.referral_id == message.referral_id,
                     ObservedMessageRow.problem.is_(None)).order_by(ObservedMessageRow.sent_at)):
-                if earlier.message_id != message.message_id and self._closes(rule, row, to_observed(earlier)):
-                    self._close(row, to_observed(earlier))
+                if earlier.message_id == message.message_id:
+                    continue
+                seen = to_observed(earlier)
+                if self._closes(rule, row, seen) or self._ends(row, seen):
+                    self._close(row, seen)
+                    if not self._closes(rule, row, seen):
+                        row.note = f"ended by {seen.kind} {seen.message_id}"
                     break
 
     def _interval_step(self, session, rule, message, step_id, late, counterpart) -> None:
@@ -116,10 +123,21 @@ class Tracker:
         for row in rows:
             if self._closes(self.by_name.get(row.rule), row, message):
                 self._close(row, message)
-            elif message.kind in ENDS_REFERRAL and row.rule not in ANSWERS_STILL_DUE:
-                # Closing or withdrawing a referral (with its reason) ends what it still awaited.
+            elif self._ends(row, message):
                 self._close(row, message)
                 row.note = f"ended by {message.kind} {message.message_id}"
+
+    @staticmethod
+    def _ends(row: StepRow, message: ObservedMessage) -> bool:
+        """Whether ``message`` ends a step without answering it: closing or withdrawing the
+        referral (with its reason) ends what it still awaited, and a recipient's refusal
+        (a rejecting receipt) ends what the refused message asked for."""
+        if row.rule in ANSWERS_STILL_DUE:
+            return False
+        if message.kind in ENDS_REFERRAL:
+            return message.sent_at >= row.started_at
+        return (message.kind == RECEIPT_KIND and message.facts.get("status") == "rejected"
+                and message.in_reply_to == row.start_message_id)
 
     @staticmethod
     def _closes(rule: DeadlineRule | None, row: StepRow, message: ObservedMessage) -> bool:
@@ -140,7 +158,7 @@ class Tracker:
                     escalate_after: timedelta) -> list[DueAction]:
         actions = []
         for row in session.scalars(select(StepRow).where(StepRow.state == OPEN).order_by(StepRow.due_at)):
-            if now >= row.due_at:
+            if now > row.due_at:  # an answer exactly at the limit is on time
                 if row.urged_at is None:
                     actions.append(DueAction(URGE, row.step_id))
                 elif row.escalated_at is None and now >= row.urged_at + escalate_after:

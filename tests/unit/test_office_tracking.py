@@ -498,17 +498,12 @@ def test_load_rules_accepts_the_shipped_rules_unchanged():
     assert [r.name for r in load_rules(_shipped())] == [entry["name"] for entry in SHIPPED_DEADLINES]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rules.load_rules crashes with AttributeError (not RuleError) "
-                                       "when a DEADLINES entry is not a mapping: its except clause calls "
-                                       "entry.get() on the string/None")
 @pytest.mark.parametrize("entry", ["filing_decision", None])
 def test_load_rules_rejects_an_entry_that_is_not_a_mapping(entry):
     with pytest.raises(RuleError):
         load_rules(_shipped() + [entry])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rules.load_rules truncates a fractional limit with int(): "
-                                       "limit 2.5 days silently becomes 2 (a shorter legal deadline)")
 def test_load_rules_rejects_a_fractional_limit():
     entries = _shipped()
     _rule(entries, "filing_decision")["limit"] = 2.5
@@ -516,9 +511,6 @@ def test_load_rules_rejects_a_fractional_limit():
         load_rules(entries)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rules.load_rules ignores unknown keys: a misspelt "
-                                       "'start_recipient' silently drops the recipient filter, so the "
-                                       "filing_decision rule opens on clues to health too")
 def test_load_rules_rejects_unknown_keys():
     entries = _shipped()
     rule = _rule(entries, "filing_decision")
@@ -527,9 +519,6 @@ def test_load_rules_rejects_unknown_keys():
         load_rules(entries)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: tracking.Tracker._open_steps looks back only for answers "
-                                       "(_closes), not for a closure/withdrawal already observed: a step "
-                                       "whose start arrives after the referral's closure stays open forever")
 def test_a_closure_observed_before_an_earlier_sent_start_still_ends_its_steps(office):
     clue = office.clue()
     decision = message("filing_decision", PS, MS, clue.sent_at + timedelta(hours=2), referral_id=office.referral_id,
@@ -540,10 +529,6 @@ def test_a_closure_observed_before_an_earlier_sent_start_still_ends_its_steps(of
     assert office.step("materials_handover", decision).state == CLOSED
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: tracking.Tracker treats a receipt with status 'rejected' like "
-                                       "an acceptance: the transfer the police refused (e.g. clock.skew, "
-                                       "lifecycle, which the office does not check) keeps its filing_decision "
-                                       "step open, so the police get urged and escalated for it")
 def test_a_rejected_transfer_does_not_leave_a_filing_step_to_urge(office):
     clue = office.clue()
     office.send("receipt", PS, MS, clue.sent_at + timedelta(minutes=1), in_reply_to=clue.message_id,
