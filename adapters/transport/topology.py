@@ -26,7 +26,7 @@ class Topology:
     dead_letter_exchange_name: str = "cluebus.dlx"
     queue_type: str = QUORUM
     delivery_limit: int = 20
-    # Observers' queues are bound to all traffic ("#"), which includes what is addressed to them.
+    # Observers get every agency's traffic (and what is addressed to them), key by key.
     observers: tuple[str, ...] = ()
 
     @property

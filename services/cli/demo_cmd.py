@@ -60,7 +60,10 @@ def run_demo(args: argparse.Namespace) -> int:
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=30))
     print(f"  keys for {len(c.agency_codes(config))} agencies in {config[c.KEYS_DIR]}")
     clock = ShiftedClock()  # shared by every node, so the demo can move days forward
-    runner = start_nodes(config, agencies, office=True, clock=clock)
+    try:
+        runner = start_nodes(config, agencies, office=True, clock=clock)
+    except Exception as exc:  # the broker refused the topology, a port is taken, ...
+        raise CommandError(f"could not start the nodes: {exc.__class__.__name__}: {exc}") from None
     dashboard = f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard"
     print(f"  nodes running: {', '.join(agencies)}, and the joint office (dashboard {dashboard})")
     ok = False

@@ -101,16 +101,24 @@ def run_node(args: argparse.Namespace) -> int:
         check_broker(config[c.AMQP_URI])
     except BrokerUnreachable as exc:
         raise CommandError(str(exc)) from None
-    runner = start_nodes(config, [] if office else [args.agency], office=office)
+    try:
+        runner = start_nodes(config, [] if office else [args.agency], office=office)
+    except Exception as exc:  # the broker refused the topology, the port is taken, ...
+        raise CommandError(f"could not start the {args.agency} node: {exc.__class__.__name__}: {exc}"
+                           f"{_hint(exc)}") from None
     print(f"{args.agency} node running: queue {settings.topology(config).queue_name(args.agency)}, "
           f"database {c.database_url(config, args.agency)}. Ctrl-C stops it.", flush=True)
     if office:
         print(f"dashboard: http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard", flush=True)
 
+    stopping = []
+
     def shutdown(signum, frame):
         # Stop cleanly: workers in flight finish and ack what they stored; nothing is lost,
-        # since unacked messages stay in the queue.
-        eventlet.spawn_n(runner.stop)
+        # since unacked messages stay in the queue. A second signal changes nothing.
+        if not stopping:
+            stopping.append(signum)
+            eventlet.spawn_n(runner.stop)
 
     # Both explicitly: a node started in the background inherits an ignored SIGINT.
     signal.signal(signal.SIGTERM, shutdown)
@@ -118,6 +126,13 @@ def run_node(args: argparse.Namespace) -> int:
     eventlet.spawn(runner.wait).wait()
     print(f"{args.agency} node stopped", flush=True)
     return 0
+
+
+def _hint(exc: Exception) -> str:
+    if "PRECONDITION_FAILED" in str(exc) and "inequivalent arg" in str(exc):
+        return (" (a queue was declared by an earlier build with other arguments: drain and delete it, "
+                "see docs/architecture.md, known limitations)")
+    return ""
 
 
 # -- send / answer -------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def show_stats(args) -> int:
     period_to = parse_moment(args.period_to, now, _zone(args))
     period_from = parse_moment(args.period_from, period_to - timedelta(days=30), _zone(args))
     if period_from >= period_to:
-        raise CommandError("--from must be before --to")
+        raise CommandError("--from must be before --to (default --to: now)")
     report = handlers.statistics(_ctx(args), period_from, period_to, now)
     if args.json:
         json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)

@@ -132,9 +132,10 @@ class Demo:
         return referral
 
     def _wait_observed(self, referral: str, rule: str) -> None:
-        self._wait_for(lambda: (self.rpc.joint_office.timeline(referral) or {}).get("steps") and
-                       any(s["rule"] == rule for s in self.rpc.joint_office.timeline(referral)["steps"]),
-                       f"the office to open the {rule} step")
+        def opened():
+            timeline = self.rpc.joint_office.timeline(referral) or {}
+            return any(step["rule"] == rule for step in timeline.get("steps", []))
+        self._wait_for(opened, f"the office to open the {rule} step")
 
     def _wait_for(self, probe, what: str):
         deadline = time.monotonic() + self.timeout

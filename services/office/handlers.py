@@ -25,6 +25,9 @@ from .tracking import ESCALATE, URGE as URGE_LEVEL, WARN, Tracker, level_of, to_
 
 log = logging.getLogger(__name__)
 
+# Who supervises a step that stays overdue after its urge (立案监督 / 检察监督).
+ESCALATION_TARGET = "procuratorate"
+
 
 @dataclass
 class OfficeContext:
@@ -115,12 +118,19 @@ def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> d
     elif level == ESCALATE:
         if row.escalated_at is not None:
             return None
+        if row.late_agency == ESCALATION_TARGET:
+            # Nobody above the procuratorate on the bus: record it for the office's staff.
+            row.escalated_at = now
+            row.note = "overdue at the procuratorate itself: escalate outside the bus"
+            repo.append_audit(now, "step.escalation_impossible", referral_id=row.referral_id,
+                              detail={"step": row.step_id, "late_agency": row.late_agency})
+            return {"level": level, "step_id": row.step_id, "message_id": None, "recipient": None}
         body = {"subject": "overdue_escalation", "late_agency": row.late_agency,
                 "subject_message_id": row.start_message_id,
                 "requirement": f"{row.late_agency} has not completed {row.rule} although urged "
                                f"at {format_timestamp(row.urged_at)}; please supervise.",
                 "reasons": [f"{row.rule} due {format_timestamp(row.due_at)}, overdue by {overdue // 3600} h"]}
-        signed = ctx.node.composer.compose(SUPERVISION_NOTICE, "procuratorate", body,
+        signed = ctx.node.composer.compose(SUPERVISION_NOTICE, ESCALATION_TARGET, body,
                                            referral_id=row.referral_id, sent_at=now)
         row.escalated_at, row.escalation_message_id = now, signed.message_id
     else:  # pragma: no cover

@@ -104,7 +104,7 @@ class JointOfficeBase:
     def act(self) -> list[dict]:
         ctx = self.context()
         done = handlers.act_on_due_steps(ctx)
-        if any(action["level"] != "warn" for action in done):
+        if any(action.get("message_id") for action in done):
             self.flush_outbox(ctx.node)
         return done
 
@@ -114,6 +114,8 @@ class JointOfficeBase:
     def _period(self, start: str | None, end: str | None, as_of: datetime) -> tuple[datetime, datetime]:
         period_to = parse_timestamp(end) if end else as_of
         period_from = parse_timestamp(start) if start else period_to - timedelta(days=30)
+        if period_from >= period_to:
+            raise ValueError("the period must start before it ends")
         return period_from, period_to
 
     # -- RPC ------------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ class JointOfficeBase:
     def overdue(self, as_of=None):
         return handlers.overdue(self.context(), self._as_of(as_of))
 
-    @rpc
+    @rpc(expected_exceptions=ValueError)
     def stats(self, period_from=None, period_to=None, as_of=None):
         moment = self._as_of(as_of)
         start, end = self._period(period_from, period_to, moment)
@@ -197,10 +199,15 @@ def build_office_service(config: Mapping, *, clock=None) -> type:
     def scan(self):
         self.act()
 
+    def relay_outbox(self):
+        self.flush_outbox(self.context().node)
+
     attributes = {
         "agencies": tuple(a for a in c.agency_codes(config) if a not in c.observer_codes(config)),
         "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_traffic),
         "scan": timer(interval=float(office[c.SCAN_INTERVAL_SECONDS]))(scan),
+        # Urges are ordinary outbox messages: published, resent without a receipt, like any node's.
+        "relay_outbox": timer(interval=float(config[c.DELIVERY][c.RELAY_INTERVAL_SECONDS]))(relay_outbox),
     }
     if clock is not None:
         attributes["clock"] = Clock(clock)

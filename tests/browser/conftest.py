@@ -126,7 +126,9 @@ def office_node(tmp_path_factory):
                "CLUEBUS_EXCHANGE": f"cluebus.browser-{run}", "CLUEBUS_DEAD_LETTER_EXCHANGE": f"cluebus.browser-{run}.dlx",
                "CLUEBUS_OFFICE_HTTP": f"127.0.0.1:{_free_port()}",
                # The test acts on due steps itself; the timer must not change the pages meanwhile.
-               "CLUEBUS_OFFICE_SCAN_SECONDS": "3600"}
+               "CLUEBUS_OFFICE_SCAN_SECONDS": "3600",
+               # Nor may its relay publish the urges (they would come back as new events).
+               "CLUEBUS_RELAY_INTERVAL_SECONDS": "3600"}
     config = c.load_config(environ=environ)
     clock = FakeClock(AS_OF - timedelta(days=1))
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=365),

@@ -66,6 +66,7 @@ class Bus:
     config: dict
     container_factory: object
     clock: FakeClock
+    environ: dict = field(default_factory=dict)  # the CLUEBUS_* variables that make `config`
     containers: dict = field(default_factory=dict)
     _contexts: dict = field(default_factory=dict)
     _stores: dict = field(default_factory=dict)
@@ -183,7 +184,7 @@ def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -
     valid_from = min(clock.now, utc_now()) - timedelta(days=1)
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=3650),
                              now=valid_from)
-    bus = Bus(config, container_factory, clock)
+    bus = Bus(config, container_factory, clock, environ)
     try:
         yield bus
     finally:

@@ -448,3 +448,36 @@ def test_a_signed_message_on_a_forbidden_route_is_observed_with_its_problem_and_
 
 def test_no_urge_at_the_very_instant_of_the_limit(bus, clue_id):
     assert [a["level"] for a in bus.act(FILING_DUE)] in ([], ["warn"])  # a warning at most, no urge
+
+
+def test_a_step_late_at_the_procuratorate_itself_is_not_escalated_to_it(tmp_path):
+    """Nobody above the procuratorate on the bus: the escalation is recorded, no message sent."""
+    from datetime import datetime, timedelta, timezone
+
+    from adapters.storage.office_tables import StepRow
+    from services import config as c
+    from services.office import handlers
+    from services.runner import office_context
+    from adapters.crypto.keys import initialise_key_directory
+    from tests.fixtures.keys import FakeClock
+
+    config = c.load_config(environ={"CLUEBUS_DATA_DIR": str(tmp_path / "data"),
+                                    "CLUEBUS_KEYS_DIR": str(tmp_path / "keys")})
+    now = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=30),
+                             now=now - timedelta(days=10))
+    office = office_context(config)
+    office.node.clock = FakeClock(now)
+    with office.node.store.transaction() as repo:
+        repo.session.add(StepRow(step_id="prosecution_decision:x", rule="prosecution_decision",
+                                 referral_id="5f0c1b7e-8a4d-4c2e-9b61-2f3a4d5e6f70",
+                                 start_message_id="0d9e8f7a-6b5c-4d3e-8f21-a0b1c2d3e4f5",
+                                 started_at=now - timedelta(days=40), due_at=now - timedelta(days=5),
+                                 late_agency="procuratorate", counterpart="public_security", state="open",
+                                 urged_at=now - timedelta(days=4)))
+    [done] = handlers.act_on_due_steps(office, now)
+    assert done["level"] == "escalate" and done["message_id"] is None
+    assert handlers.act_on_due_steps(office, now) == []
+    with office.node.store.transaction() as repo:
+        assert repo.outbox_entries() == []
+        assert [e.event for e in repo.audit_entries()] == ["step.escalation_impossible"]
