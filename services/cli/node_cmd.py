@@ -61,6 +61,9 @@ def register(commands) -> None:
         view = commands.add_parser(name, help=helptext)
         _as(view)
         view.add_argument("--json", action="store_true")
+        if name == "outbox":
+            view.add_argument("--retry", metavar="MESSAGE_ID",
+                              help="publish a message marked failed again (same bytes, fresh attempts)")
         if name == "inbox":
             view.add_argument("--kind", choices=KINDS)
             view.add_argument("--status", choices=("accepted", "rejected"))
@@ -232,6 +235,13 @@ def show_inbox(args) -> int:
 
 def show_outbox(args) -> int:
     ctx = _context(_config_for(args, args.agency), args.agency)
+    if args.retry:
+        try:
+            relay.retry_failed(ctx, args.retry)
+        except relay.NotRetryable as exc:
+            raise CommandError(str(exc)) from None
+        print(f"{args.retry} will be published again by the {args.agency} node's relay")
+        return 0
     return _emit(queries.outbox(ctx), args.json, lambda r: (
         f"{r['message_id']}  {r['kind']:<28} to {r['recipient']:<16} {r['state']:<10} "
         f"attempts {r['attempts']}  receipt {r['status']}{' ' + ','.join(r['reason_codes']) if r['reason_codes'] else ''}"

@@ -111,3 +111,28 @@ def _record_failure(ctx: NodeContext, item: _Due, error: PublishFailed) -> None:
         entry = repo.outbox_entry(item.message_id)
         entry.last_error = str(error)[:2000]
         entry.next_attempt_at = now + ctx.policy.publish_retry
+
+
+class NotRetryable(Exception):
+    rule = "outbox.not_retryable"
+
+    def __init__(self, detail: str):
+        super().__init__(f"[{self.rule}] {detail}")
+        self.detail = detail
+
+
+def retry_failed(ctx: NodeContext, message_id: str) -> None:
+    """Give a message marked failed a fresh set of attempts (an operator's decision, audited):
+    the same bytes are published again at the next relay."""
+    now = ctx.clock()
+    with ctx.store.transaction() as repo:
+        entry = repo.outbox_entry(message_id)
+        if entry is None:
+            raise NotRetryable(f"{ctx.agency} has no outbox entry {message_id}")
+        if entry.state != FAILED:
+            raise NotRetryable(f"{message_id} is {entry.state}, not failed")
+        message = repo.message(message_id)
+        entry.state, entry.attempts, entry.next_attempt_at = PENDING, 0, now
+        message.status = PENDING
+        repo.append_audit(now, "delivery.retried", referral_id=message.referral_id, message_id=message_id,
+                          detail={"previous_error": entry.last_error})

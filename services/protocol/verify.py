@@ -164,9 +164,10 @@ class Verifier:
     def _open(self, envelope: dict, sent_at: datetime) -> dict:
         sealed = envelope["body"]
         try:
+            # Our own key too must have been valid (not revoked, not expired) when it was used.
+            self.keyring.key_for(sealed["recipient_box_key_id"], agency=envelope["recipient"],
+                                 algorithm=X25519, at=sent_at)
             if sealed["recipient_box_key_id"] != self.box_key.key_id:
-                self.keyring.key_for(sealed["recipient_box_key_id"], agency=envelope["recipient"],
-                                     algorithm=X25519, at=sent_at)
                 raise SealError(f"sealed for key {sealed['recipient_box_key_id']}, not ours ({self.box_key.key_id})")
             sender_key = self.keyring.key_for(sealed["sender_box_key_id"], agency=envelope["sender"],
                                               algorithm=X25519, at=sent_at)

@@ -77,3 +77,15 @@ def test_dead_letters_are_keyed_by_the_queue_they_leave():
 def test_the_court_hears_of_a_prosecution_decision_only_when_prosecuting(decision, expected):
     action = next(a for a in ROLE_ACTIONS["procuratorate"] if a.name == "decide_prosecution")
     assert action.default_recipients({"decision": decision}) == expected
+
+
+def test_a_body_sealed_to_a_revoked_key_of_ours_is_refused(make_agent, keyring, clock):
+    sender, police = make_agent("medical_security"), make_agent("public_security")
+    message = sender.composer.compose("clue_transfer", "public_security", sample_body("clue_transfer"),
+                                      referral_id="5f0c1b7e-8a4d-4c2e-9b61-2f3a4d5e6f70", sent_at=clock(),
+                                      seal=True)
+    assert police.verifier.verify(message.raw).body["clue_no"]
+    keyring.revoke(police.material.box_key_id)
+    with pytest.raises(Rejection) as refused:
+        police.verifier.verify(message.raw)
+    assert refused.value.rule == "key.revoked" and refused.value.authenticated
