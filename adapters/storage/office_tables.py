@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -60,4 +60,3 @@ class StepRow(OfficeBase):
     escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     escalation_message_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
-    version: Mapped[int] = mapped_column(Integer, default=0)

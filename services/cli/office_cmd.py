@@ -3,7 +3,6 @@ office's own database (run the office with ``cluebus run --agency joint_office``
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -12,6 +11,7 @@ from zoneinfo import ZoneInfo
 from adapters.crypto.timestamps import format_timestamp
 from services import config as c
 from services.office import handlers
+from services.office.stats import overdue_steps
 from services.runner import office_context
 
 from .errors import CommandError
@@ -50,12 +50,10 @@ def parse_moment(text: str | None, default: datetime, local_zone: str = "Asia/Sh
     return day.replace(tzinfo=ZoneInfo(local_zone)).astimezone(timezone.utc)
 
 
-def _ctx(args):
-    return office_context(c.load_config(args.config))
-
-
-def _zone(args) -> str:
-    return c.load_config(args.config)[c.OFFICE][c.TIMEZONE]
+def _office(args):
+    """The office's context on its database, and its local time zone (one configuration read)."""
+    config = c.load_config(args.config)
+    return office_context(config), config[c.OFFICE][c.TIMEZONE]
 
 
 def _duration(seconds: int) -> str:
@@ -64,8 +62,9 @@ def _duration(seconds: int) -> str:
 
 
 def show_overdue(args) -> int:
-    as_of = parse_moment(args.as_of, datetime.now(timezone.utc), _zone(args))
-    rows = handlers.overdue(_ctx(args), as_of)
+    ctx, zone = _office(args)
+    as_of = parse_moment(args.as_of, datetime.now(timezone.utc), zone)
+    rows = handlers.overdue(ctx, as_of)
     if args.json:
         json.dump({"as_of": format_timestamp(as_of), "steps": rows}, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -80,12 +79,14 @@ def show_overdue(args) -> int:
 
 
 def show_stats(args) -> int:
+    ctx, zone = _office(args)
     now = datetime.now(timezone.utc)
-    period_to = parse_moment(args.period_to, now, _zone(args))
-    period_from = parse_moment(args.period_from, period_to - timedelta(days=30), _zone(args))
+    period_to = parse_moment(args.period_to, now, zone)
+    period_from = parse_moment(args.period_from, period_to - timedelta(days=30), zone)
     if period_from >= period_to:
         raise CommandError("--from must be before --to (default --to: now)")
-    report = handlers.statistics(_ctx(args), period_from, period_to, now)
+    messages, steps = handlers.all_messages_and_steps(ctx)
+    report = handlers.report(ctx, messages, steps, period_from, period_to, now)
     if args.json:
         json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -94,10 +95,7 @@ def show_stats(args) -> int:
         write_csv(report, sys.stdout)
     elif args.xlsx:
         from adapters.exporters.stats_xlsx import write_xlsx
-        ctx = _ctx(args)
-        _, steps = handlers.all_messages_and_steps(ctx)
-        overdue_steps = [s for s in steps if s.closed_at is None and s.due_at < now]
-        write_xlsx(report, args.xlsx, overdue_steps, as_of=now)
+        write_xlsx(report, args.xlsx, overdue_steps(steps, as_of=now), as_of=now)
         print(f"wrote {args.xlsx}")
     else:
         data = report.to_json()

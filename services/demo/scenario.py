@@ -177,7 +177,7 @@ class Demo:
                     self.out(f"  AUDIT CHAIN BROKEN at {node_trace['node']}: {node_trace['audit_chain']['error']}")
             states = ", ".join(f"{t['node']}={t['state']}" for t in traces if t["state"])
             self.out(f"  states: {states}")
-        chains = [self.rpc[agency].trace("-")["audit_chain"] for agency in self.agencies]
+        chains = [self.rpc[agency].audit_chain() for agency in self.agencies]
         self.out("")
         self.out("Audit chains: " + ", ".join(
             f"{agency} {'ok' if chain['ok'] else 'BROKEN'} ({chain.get('entries', '?')} entries)"

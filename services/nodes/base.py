@@ -126,6 +126,10 @@ class AgencyNode:
         return queries.trace(self.context(), referral_id)
 
     @rpc
+    def audit_chain(self):
+        return queries.audit_chain(self.context())
+
+    @rpc
     def relay_now(self):
         report = self.flush_outbox()
         return report.__dict__ if report else None

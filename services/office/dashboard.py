@@ -200,22 +200,22 @@ def agency_name(code: Any) -> str:
     return f"{name} {code}" if name else str(code)
 
 
-def _agency(code: Any) -> str:
+def _named(code: Any, names: Mapping[str, str], css: str) -> str:
+    """A code with its Chinese name (``公安局 public_security``); unknown codes as-is."""
     if code is None:
         return '<span class="muted">—</span>'
-    name = AGENCY_NAMES.get(str(code))
+    name = names.get(str(code))
     if name is None:
-        return f'<span class="agency">{_e(code)}</span>'
-    return f'<span class="agency">{_e(name)} <span class="code">{_e(code)}</span></span>'
+        return f'<span class="{css}">{_e(code)}</span>'
+    return f'<span class="{css}">{_e(name)} <span class="code">{_e(code)}</span></span>'
+
+
+def _agency(code: Any) -> str:
+    return _named(code, AGENCY_NAMES, "agency")
 
 
 def _kind(kind: Any) -> str:
-    if kind is None:
-        return '<span class="muted">—</span>'
-    name = KIND_NAMES.get(str(kind))
-    if name is None:
-        return f'<span class="kind">{_e(kind)}</span>'
-    return f'<span class="kind">{_e(name)} <span class="code">{_e(kind)}</span></span>'
+    return _named(kind, KIND_NAMES, "kind")
 
 
 def _level_badge(level: Any) -> str:

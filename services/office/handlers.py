@@ -6,6 +6,7 @@ Plain Python: the service layer hands in an OfficeContext.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from services.protocol.exceptions import ComposeError, Rejection
 from services.protocol.signing_input import message_sha256
 
 from .model import OPEN, ObservedMessage, facts_of
+from .stats import StatsReport, compute_stats
 from .tracking import ESCALATE, URGE as URGE_LEVEL, WARN, Tracker, level_of, to_observed, to_step
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def act_on_due_steps(ctx: OfficeContext, now: datetime | None = None) -> list[di
 def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> dict | None:
     if row is None or row.state != OPEN:
         return None
-    overdue = max(0, int((now - row.due_at).total_seconds()))
+    overdue = to_step(row).lateness_seconds(now)
     if level == WARN:
         if row.warned_at is not None:
             return None
@@ -148,7 +150,7 @@ def step_view(row: StepRow, now: datetime) -> dict:
             "late_agency": row.late_agency, "counterpart": row.counterpart,
             "started_at": format_timestamp(row.started_at), "due_at": format_timestamp(row.due_at),
             "state": row.state, "closed_at": format_timestamp(row.closed_at) if row.closed_at else None,
-            "overdue_seconds": max(0, int(((row.closed_at or now) - row.due_at).total_seconds())),
+            "overdue_seconds": to_step(row).lateness_seconds(now),
             "level": level_of(row, now),
             "urged_at": format_timestamp(row.urged_at) if row.urged_at else None,
             "escalated_at": format_timestamp(row.escalated_at) if row.escalated_at else None}
@@ -168,26 +170,31 @@ def overdue(ctx: OfficeContext, as_of: datetime, *, include_warnings: bool = Tru
 
 
 def referrals(ctx: OfficeContext, as_of: datetime, query: str | None = None, limit: int = 500) -> list[dict]:
+    """The most recently active referrals, newest first (two queries, whatever their number)."""
     with ctx.node.store.transaction() as repo:
         session = repo.session
         ids = session.scalars(select(ObservedMessageRow.referral_id).group_by(ObservedMessageRow.referral_id)
                               .order_by(func.max(ObservedMessageRow.sent_at).desc()).limit(limit)).all()
-        result = []
-        for referral_id in ids:
-            messages = session.scalars(select(ObservedMessageRow).where(ObservedMessageRow.referral_id == referral_id)
-                                       .order_by(ObservedMessageRow.sent_at)).all()
-            steps = session.scalars(select(StepRow).where(StepRow.referral_id == referral_id)).all()
-            first, last = messages[0], messages[-1]
-            item = {"referral_id": referral_id, "opened_by": first.sender, "first_kind": first.kind,
-                    "opened_at": format_timestamp(first.sent_at), "last_kind": last.kind,
-                    "last_at": format_timestamp(last.sent_at), "messages": len(messages),
-                    "open_steps": sum(1 for s in steps if s.state == OPEN),
-                    "overdue_steps": sum(1 for s in steps if s.state == OPEN and as_of > s.due_at),
-                    "reference": next((m.facts.get("clue_no") for m in messages if (m.facts or {}).get("clue_no")),
-                                      None)}
-            if query and query.lower() not in " ".join(str(v) for v in item.values()).lower():
-                continue
-            result.append(item)
+        messages: dict[str, list[ObservedMessageRow]] = defaultdict(list)
+        for row in session.scalars(select(ObservedMessageRow).where(ObservedMessageRow.referral_id.in_(ids))
+                                   .order_by(ObservedMessageRow.sent_at)):
+            messages[row.referral_id].append(row)
+        steps: dict[str, list[StepRow]] = defaultdict(list)
+        for row in session.scalars(select(StepRow).where(StepRow.referral_id.in_(ids))):
+            steps[row.referral_id].append(row)
+    result = []
+    for referral_id in ids:
+        seen, open_steps = messages[referral_id], [s for s in steps[referral_id] if s.state == OPEN]
+        first, last = seen[0], seen[-1]
+        item = {"referral_id": referral_id, "opened_by": first.sender, "first_kind": first.kind,
+                "opened_at": format_timestamp(first.sent_at), "last_kind": last.kind,
+                "last_at": format_timestamp(last.sent_at), "messages": len(seen),
+                "open_steps": len(open_steps),
+                "overdue_steps": sum(1 for s in open_steps if as_of > s.due_at),
+                "reference": next((m.facts["clue_no"] for m in seen if (m.facts or {}).get("clue_no")), None)}
+        if query and query.lower() not in " ".join(str(v) for v in item.values()).lower():
+            continue
+        result.append(item)
     return result
 
 
@@ -217,8 +224,13 @@ def all_messages_and_steps(ctx: OfficeContext):
     return messages, steps
 
 
-def statistics(ctx: OfficeContext, period_from: datetime, period_to: datetime, as_of: datetime):
-    from .stats import compute_stats
+def statistics(ctx: OfficeContext, period_from: datetime, period_to: datetime, as_of: datetime) -> StatsReport:
     messages, steps = all_messages_and_steps(ctx)
+    return report(ctx, messages, steps, period_from, period_to, as_of)
+
+
+def report(ctx: OfficeContext, messages, steps, period_from: datetime, period_to: datetime,
+           as_of: datetime) -> StatsReport:
+    """The figures from messages and steps already loaded (see all_messages_and_steps)."""
     return compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
-                         agencies=[a for a in ctx.agencies], tz=ctx.tracker.calendar.tz)
+                         agencies=list(ctx.agencies), tz=ctx.tracker.calendar.tz)

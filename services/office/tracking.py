@@ -72,6 +72,7 @@ class Tracker:
         return True
 
     def _open_steps(self, session: Session, message: ObservedMessage) -> None:
+        earlier: list[ObservedMessage] | None = None
         for rule in self.rules:
             if not rule.opened_by(message.kind, message.recipient, message.facts):
                 continue
@@ -90,17 +91,14 @@ class Tracker:
             session.add(row)
             session.flush()
             # The answer, a closure or a refusal may have been observed first (queues
-            # interleave, resends arrive late): look back.
-            for earlier in session.scalars(select(ObservedMessageRow).where(
+            # interleave, resends arrive late): look back, reading the referral once.
+            if earlier is None:
+                earlier = [to_observed(r) for r in session.scalars(select(ObservedMessageRow).where(
                     ObservedMessageRow.referral_id == message.referral_id,
-                    ObservedMessageRow.problem.is_(None)).order_by(ObservedMessageRow.sent_at)):
-                if earlier.message_id == message.message_id:
-                    continue
-                seen = to_observed(earlier)
-                if self._closes(rule, row, seen) or self._ends(row, seen):
-                    self._close(row, seen)
-                    if not self._closes(rule, row, seen):
-                        row.note = f"ended by {seen.kind} {seen.message_id}"
+                    ObservedMessageRow.problem.is_(None),
+                    ObservedMessageRow.message_id != message.message_id).order_by(ObservedMessageRow.sent_at))]
+            for seen in earlier:
+                if self._settle(rule, row, seen):
                     break
 
     def _interval_step(self, session, rule, message, step_id, late, counterpart) -> None:
@@ -121,11 +119,18 @@ class Tracker:
         rows = session.scalars(select(StepRow).where(StepRow.referral_id == message.referral_id,
                                                      StepRow.state == OPEN)).all()
         for row in rows:
-            if self._closes(self.by_name.get(row.rule), row, message):
-                self._close(row, message)
-            elif self._ends(row, message):
-                self._close(row, message)
-                row.note = f"ended by {message.kind} {message.message_id}"
+            self._settle(self.by_name.get(row.rule), row, message)
+
+    def _settle(self, rule: DeadlineRule | None, row: StepRow, message: ObservedMessage) -> bool:
+        """Close ``row`` if ``message`` answers it or ends it; True when it did."""
+        if self._closes(rule, row, message):
+            self._close(row, message)
+            return True
+        if self._ends(row, message):
+            self._close(row, message)
+            row.note = f"ended by {message.kind} {message.message_id}"
+            return True
+        return False
 
     @staticmethod
     def _ends(row: StepRow, message: ObservedMessage) -> bool:

@@ -69,8 +69,8 @@ class Verifier:
 
     def verify(self, raw: bytes, *, expected_recipient: str | None = None,
                check_freshness: bool = True, now: datetime | None = None) -> VerifiedMessage:
-        envelope = self._parse(raw)
-        sent_at = self._authenticate(envelope)
+        envelope, sent_at = self._parse(raw)
+        self._authenticate(envelope, sent_at)
         # From here on the sender is authenticated: a rejection carries the envelope so the
         # receiver can answer it with a signed rejection receipt.
         try:
@@ -85,7 +85,8 @@ class Verifier:
                                envelope["body_encoding"] == SEALED, plain_body)
 
     # -- before authentication -------------------------------------------------
-    def _parse(self, raw: bytes) -> dict:
+    def _parse(self, raw: bytes) -> tuple[dict, datetime]:
+        """The envelope as sent (wire values, which the signature covers) and its sent_at."""
         if len(raw) > self.max_message_bytes:
             raise Rejection("message.oversized",
                             f"message is {len(raw)} bytes; the limit is {self.max_message_bytes}",
@@ -101,21 +102,19 @@ class Verifier:
                             f"protocol {envelope.get('protocol')!r} is not supported (expected {PROTOCOL!r})",
                             authenticated=False)
         try:
-            _ENVELOPE_SCHEMA.load(envelope)
+            loaded = _ENVELOPE_SCHEMA.load(envelope)
         except ValidationError as exc:
             raise Rejection(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(exc.messages)}",
                             authenticated=False, messages=exc.messages) from None
-        return envelope
+        return envelope, loaded["sent_at"]
 
-    def _authenticate(self, envelope: dict) -> datetime:
-        sent_at = _ENVELOPE_SCHEMA.fields["sent_at"].deserialize(envelope["sent_at"])
+    def _authenticate(self, envelope: dict, sent_at: datetime) -> None:
         try:
             key = self.keyring.key_for(envelope["sender_key_id"], agency=envelope["sender"],
                                        algorithm=ED25519, at=sent_at)
             verify_signature(key.public_key, signing_input(envelope), envelope["signature"])
         except CryptoError as exc:
             raise Rejection.from_error(exc, authenticated=False) from None
-        return sent_at
 
     # -- after authentication ----------------------------------------------------
     def _check_metadata(self, envelope: dict, expected_recipient: str | None) -> None:
