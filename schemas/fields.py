@@ -18,6 +18,45 @@ MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^
 SHORT_TEXT = 256
 LONG_TEXT = 20_000
 
+# "Blank" (docs/protocol.md 12.4): a string is blank when every code point in it is in this
+# set W, the Unicode White_Space property (PropList.txt), given as inclusive code point ranges.
+# It is not Python's str.isspace, which also counts U+001C-U+001F; U+200B and U+FEFF are not
+# white space either. The node's check and the exported JSON Schema pattern both come from here.
+WHITE_SPACE_RANGES = (
+    (0x0009, 0x000D), (0x0020, 0x0020), (0x0085, 0x0085), (0x00A0, 0x00A0), (0x1680, 0x1680),
+    (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000),
+)
+WHITE_SPACE = frozenset(chr(c) for low, high in WHITE_SPACE_RANGES for c in range(low, high + 1))
+
+
+def is_blank(text: str) -> bool:
+    """True when every code point of ``text`` is in WHITE_SPACE (so also for "")."""
+    return all(char in WHITE_SPACE for char in text)
+
+
+def _class_item(low: int, high: int) -> str:
+    return f"\\u{low:04x}" if low == high else f"\\u{low:04x}-\\u{high:04x}"
+
+
+# At least one code point outside W. Written with \uXXXX escapes only, so that Python's re and
+# ECMA-262 (JSON Schema's dialect) read the same class; not anchored: it only has to find one.
+NOT_BLANK_PATTERN = "[^" + "".join(_class_item(low, high) for low, high in WHITE_SPACE_RANGES) + "]"
+
+# Calendar dates YYYY-MM-DD of the proleptic Gregorian calendar, years 0001-9999, as a regular
+# expression of ASCII digits only: exactly the dates datetime.date accepts (checked by
+# tests/unit/test_jsonschema_strictness.py). A leap year is divisible by 4, except centuries
+# not divisible by 400. Exported as the ``pattern`` of dates and timestamps.
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+              r"|(?:0[13-9]|1[0-2])-(?:29|30)"
+              r"|(?:0[13578]|1[02])-31)")
+DATE_REGEX = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+# HH:MM:SS with hour 00-23, no leap second, then 1 to 6 fraction digits (docs/protocol.md 4).
+TIME_REGEX = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+DATE_PATTERN = rf"^{DATE_REGEX}$"
+TIMESTAMP_PATTERN = rf"^{DATE_REGEX}T{TIME_REGEX}Z$"
+
 
 class StrictString(fields.String):
     """A non-blank string of bounded length."""
@@ -32,7 +71,7 @@ class StrictString(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not text.strip():
+        if is_blank(text):
             raise ValidationError("Must not be blank.")
         return text
 
@@ -115,7 +154,7 @@ class IsoDate(fields.Field):
     """A calendar date ``YYYY-MM-DD`` <-> date."""
 
     default_error_messages = {"invalid": "Not a date (YYYY-MM-DD)."}
-    _PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+    _PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:

@@ -1,8 +1,17 @@
 """JSON Schema (draft 2020-12) for every contract, derived from the marshmallow schemas.
 
-Cross-field rules written in ``validates_schema`` (e.g. "reasons required when not filed")
-cannot be expressed field by field; they are listed under ``x-cluebus-rules`` from the
-schema's docstring and enforced by the marshmallow schemas themselves.
+The exported schemas must accept nothing the node refuses, field by field, when run by a
+standard validator (``format`` is only an annotation in 2020-12, so timestamps, dates and
+"not blank" are enforced with ``pattern``). Patterns are written so that ECMA-262 (JSON
+Schema's dialect) and Python's ``re`` (used by the Python ``jsonschema`` package) read them
+the same way: ASCII classes such as ``[0-9]``, never ``\\d``/``\\w``/``\\s``/``.``, and
+``\\uXXXX`` escapes for other code points. Python's ``$`` also matches before a final
+newline, so every anchored pattern comes with ``"not": {"pattern": "\\n"}``.
+
+Cross-field rules written in ``validates_schema`` (e.g. "reasons required when not filed"),
+and sender != recipient in the envelope, are not expressed; they are enforced by the
+marshmallow schemas themselves (docs/protocol.md 15.2). The schema's docstring becomes the
+``description``.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from pathlib import Path
 from marshmallow import Schema, fields, validate
 
 from . import fields as cf
-from .envelope import PROTOCOL, EnvelopeSchema, SealedBodySchema
+from .envelope import PROTOCOL, SEALED, EnvelopeSchema, SealedBodySchema
 from .registry import BODY_SCHEMAS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -30,10 +39,11 @@ def field_schema(field: fields.Field) -> dict:
     elif isinstance(field, fields.Dict):
         result = {"type": "object"}
     elif isinstance(field, cf.UtcTimestamp):
-        result = {"type": "string", "format": "date-time",
-                  "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"}
+        result = {"type": "string", "format": "date-time"}
+        _add_pattern(result, cf.TIMESTAMP_PATTERN)
     elif isinstance(field, cf.IsoDate):
         result = {"type": "string", "format": "date"}
+        _add_pattern(result, cf.DATE_PATTERN)
     elif isinstance(field, fields.Boolean):
         result = {"type": "boolean"}
     elif isinstance(field, fields.Integer):
@@ -41,7 +51,9 @@ def field_schema(field: fields.Field) -> dict:
     elif isinstance(field, fields.String):
         result = {"type": "string"}
         if isinstance(field, cf.PatternString):
-            result["pattern"] = field.pattern.pattern
+            _add_pattern(result, field.pattern.pattern)
+        if isinstance(field, cf.StrictString):
+            _add_pattern(result, cf.NOT_BLANK_PATTERN)
     else:  # pragma: no cover - every field type in use is handled above
         raise TypeError(f"no JSON Schema mapping for {type(field).__name__}")
     for validator in _validators(field):
@@ -55,6 +67,44 @@ def _validators(field: fields.Field) -> list:
     return list(field.validators)
 
 
+# Outside a character class, these escapes and "." mean different things in Python's re and
+# in ECMA-262 (e.g. \\d matches Arabic-Indic digits in Python, "." excludes U+2028 in ECMA).
+_NOT_PORTABLE_ESCAPES = set("dDwWsSbBAZz")
+
+
+def check_portable(pattern: str) -> str:
+    """Refuse pattern text that Python's re and ECMA-262 would read differently."""
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            escaped = pattern[index + 1:index + 2]
+            if escaped in _NOT_PORTABLE_ESCAPES:
+                raise ValueError(f"pattern {pattern!r} uses \\{escaped}, which is not portable")
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "." and not in_class:
+            raise ValueError(f"pattern {pattern!r} uses '.', which is not portable")
+        index += 1
+    return pattern
+
+
+def _add_pattern(result: dict, pattern: str) -> None:
+    """Add ``pattern`` (a second one goes under ``allOf``); reject a final newline when anchored."""
+    check_portable(pattern)
+    if "pattern" not in result:
+        result["pattern"] = pattern
+    elif pattern != result["pattern"]:
+        result.setdefault("allOf", []).append({"pattern": pattern})
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        result["not"] = {"pattern": "\\n"}
+
+
 def _apply_validator(result: dict, validator) -> None:
     if isinstance(validator, validate.OneOf):
         result["enum"] = list(validator.choices)
@@ -62,17 +112,26 @@ def _apply_validator(result: dict, validator) -> None:
         result["const"] = validator.comparable
     elif isinstance(validator, validate.Range):
         if validator.min is not None:
-            result["minimum"] = validator.min
+            result["minimum" if validator.min_inclusive else "exclusiveMinimum"] = validator.min
         if validator.max is not None:
-            result["maximum"] = validator.max
+            result["maximum" if validator.max_inclusive else "exclusiveMaximum"] = validator.max
     elif isinstance(validator, validate.Length):
         prefix = "Items" if result.get("type") == "array" else "Length"
-        if validator.min is not None:
-            result[f"min{prefix}"] = validator.min
-        if validator.max is not None:
-            result[f"max{prefix}"] = validator.max
+        low = validator.equal if validator.equal is not None else validator.min
+        high = validator.equal if validator.equal is not None else validator.max
+        if low is not None:
+            result[f"min{prefix}"] = low
+        if high is not None:
+            result[f"max{prefix}"] = high
     elif isinstance(validator, validate.Regexp):
-        result["pattern"] = validator.regex.pattern
+        # marshmallow's Regexp uses re.match: anchored at the start only.
+        text = validator.regex.pattern
+        _add_pattern(result, text if text.startswith("^") else f"^(?:{text})")
+    elif isinstance(validator, cf.FullMatch):
+        pass  # a PatternString's own pattern, exported with the field
+    else:
+        # Ignoring a validator would make the export looser than the node.
+        raise TypeError(f"no JSON Schema mapping for validator {type(validator).__name__}")
 
 
 def object_schema(schema: Schema) -> dict:
@@ -103,6 +162,10 @@ def envelope_document() -> dict:
     document.update(object_schema(EnvelopeSchema()))
     document["properties"]["protocol"]["const"] = PROTOCOL
     document["$defs"] = {"sealed_body": object_schema(SealedBodySchema())}
+    # EnvelopeSchema checks a sealed body against SealedBodySchema; so does the export.
+    document["if"] = {"properties": {"body_encoding": {"const": SEALED}},
+                      "required": ["body_encoding"]}
+    document["then"] = {"properties": {"body": {"$ref": "#/$defs/sealed_body"}}}
     return document
 
 
