@@ -7,6 +7,7 @@ import re
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from .base import Contract
+from .facts import FACT_FIELDS
 from .fields import AgencyCode, Count, PatternString, Sha256Hex, StrictString, Uuid, UtcTimestamp
 
 PROTOCOL = "cluebus/1"
@@ -31,6 +32,9 @@ class SealedBodySchema(Contract):
     recipient_box_key_id = PatternString(KEY_ID, "key id", required=True)
     nonce = StrictString(required=True, max_length=64)
     ciphertext = StrictString(required=True, max_length=2 * 1024 * 1024)
+    # Optional (protocol §11.4): the kind's non-personal facts, in the clear and signed, for
+    # the joint-meeting office; the recipient checks them against the opened body.
+    facts = fields.Dict(keys=fields.String())
 
 
 class EnvelopeSchema(Contract):
@@ -54,6 +58,19 @@ class EnvelopeSchema(Contract):
         if data.get("sender") and data.get("sender") == data.get("recipient"):
             raise ValidationError("sender and recipient must differ", "recipient")
         if data.get("body_encoding") == SEALED and isinstance(data.get("body"), dict):
-            errors = SealedBodySchema().validate(data["body"])
+            errors = _SEALED_BODY_SCHEMA.validate(data["body"])
             if errors:
                 raise ValidationError(errors, "body")
+            facts = data["body"].get("facts")
+            if facts is not None:
+                allowed = FACT_FIELDS.get(data.get("kind"), ())
+                unknown = sorted(name for name in facts if name not in allowed)
+                if unknown:
+                    raise ValidationError({"facts": [f"not facts of {data.get('kind')}: {', '.join(unknown)}"]},
+                                          "body")
+                scalars = (str, int, bool, type(None))
+                if not all(isinstance(value, scalars) for value in facts.values()):
+                    raise ValidationError({"facts": ["facts are strings, integers, booleans or null"]}, "body")
+
+
+_SEALED_BODY_SCHEMA = SealedBodySchema()

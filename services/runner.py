@@ -1,18 +1,25 @@
-"""Starting agency nodes: one, or all of them in one process (the demo)."""
+"""Starting agency nodes: one, or all of them in one process (the demo).
+
+Each node's Nameko container gets its own configuration: its control plane (its own virtual
+host, with its own control account) as Nameko's AMQP_URI, and its bus account for envelopes.
+"""
 
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from kombu import Connection
+import eventlet
 from nameko.runners import ServiceRunner
 
+from adapters.storage.store import Store
+from adapters.transport.credentials import CredentialsError
+from adapters.transport.topology import BusNotReady, check_provisioned
 from services import config as c
 from services import settings
 from services.handlers.context import NodeContext
 from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
-from adapters.storage.store import Store
+
 
 class BrokerUnreachable(Exception):
     pass
@@ -23,29 +30,69 @@ def node_agencies(config: Mapping) -> list[str]:
     return [a for a in c.agency_codes(config) if a not in c.observer_codes(config)]
 
 
-def check_broker(amqp_uri: str, timeout: float = 5.0) -> None:
-    """Raise BrokerUnreachable with a one-line explanation and fix."""
+def check_bus(config: Mapping, agency: str, timeout: float = 5.0) -> None:
+    """Raise BrokerUnreachable with one line saying why ``agency`` cannot use the bus, and
+    what to do: no credentials, wrong password, no virtual host, not provisioned, no broker."""
     try:
-        with Connection(amqp_uri, connect_timeout=timeout) as connection:
-            connection.ensure_connection(max_retries=1, timeout=timeout)
-    except Exception as exc:  # kombu raises several kinds; all mean the same to a user
-        safe = Connection(amqp_uri).as_uri()  # hides the password
-        raise BrokerUnreachable(
-            f"cannot reach RabbitMQ at {safe} ({exc.__class__.__name__}: {exc}); "
-            f"start it with `rabbitmq-server -detached` or point CLUEBUS_AMQP_URI at a running broker"
-        ) from None
+        check_provisioned(settings.bus_uri(config, agency), settings.topology(config), agency, timeout=timeout)
+    except (CredentialsError, BusNotReady) as exc:
+        raise BrokerUnreachable(str(exc)) from None
 
 
-def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = False, clock=None) -> ServiceRunner:
+class NodeGroup:
+    """Several node containers in one process, each with its own configuration."""
+
+    def __init__(self):
+        self.runners: dict[str, ServiceRunner] = {}
+
+    def add(self, agency: str, service_cls, config: Mapping) -> None:
+        runner = ServiceRunner(config)
+        runner.add_service(service_cls)
+        self.runners[agency] = runner
+
+    def start(self) -> None:
+        started = []
+        try:
+            for runner in self.runners.values():
+                runner.start()
+                started.append(runner)
+        except BaseException:
+            for runner in started:
+                runner.kill()
+            raise
+
+    def stop(self) -> None:
+        pool = eventlet.GreenPool()
+        for runner in self.runners.values():
+            pool.spawn(runner.stop)
+        pool.waitall()
+
+    def kill(self) -> None:
+        for runner in self.runners.values():
+            runner.kill()
+
+    def wait(self) -> None:
+        """Until every node has stopped; re-raises the error that ended one (its other nodes
+        are then stopped too)."""
+        waiters = [eventlet.spawn(runner.wait) for runner in self.runners.values()]
+        try:
+            for waiter in waiters:
+                waiter.wait()
+        except BaseException:
+            self.kill()
+            raise
+
+
+def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = False, clock=None) -> NodeGroup:
     """Start agency nodes (and the joint office's node) in this process."""
-    runner = ServiceRunner(container_config(config))
+    group = NodeGroup()
     for agency in agencies:
-        runner.add_service(build_node_service(agency, config, clock=clock))
+        group.add(agency, build_node_service(agency, config, clock=clock), container_config(config, agency))
     if office:
         from services.office.service import build_office_service
-        runner.add_service(build_office_service(config, clock=clock))
-    runner.start()
-    return runner
+        group.add("joint_office", build_office_service(config, clock=clock), container_config(config, "joint_office"))
+    group.start()
+    return group
 
 
 def office_context(config: Mapping):
@@ -65,4 +112,5 @@ def offline_context(config: Mapping, agency: str) -> NodeContext:
     store = Store(c.database_url(config, agency))
     store.create_schema()
     composer, verifier = settings.protocol_for(config, agency, clock=utc_now)
-    return NodeContext(agency, store, composer, verifier, utc_now, settings.delivery_policy(config))
+    return NodeContext(agency, store, composer, verifier, utc_now, settings.delivery_policy(config),
+                       bool(config[c.DELIVERY][c.SEAL_BODIES]))

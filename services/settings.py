@@ -9,6 +9,9 @@ from typing import Mapping
 from adapters.crypto.keys import KeyDirectory
 from adapters.crypto.sealing import BoxKey
 from adapters.crypto.signing import Signer
+from adapters.transport import uris
+from adapters.transport.credentials import AgencyCredentials, CredentialStore
+from adapters.transport.provisioning import BrokerNames, BrokerPlan, build_plan
 from adapters.transport.topology import Topology
 from schemas.routes import RouteTable
 
@@ -24,6 +27,38 @@ def topology(config: Mapping) -> Topology:
                     dead_letter_exchange_name=transport[c.DEAD_LETTER_EXCHANGE],
                     queue_type=transport[c.QUEUE_TYPE], delivery_limit=int(transport[c.DELIVERY_LIMIT]),
                     observers=tuple(c.observer_codes(config)))
+
+
+def broker_names(config: Mapping) -> BrokerNames:
+    broker = config[c.BROKER]
+    return BrokerNames(bus_vhost=uris.vhost(broker[c.BUS_URI]),
+                       control_vhost_template=uris.vhost(broker[c.CONTROL_URI]),
+                       user_prefix=str(broker[c.USER_PREFIX]))
+
+
+def credential_store(config: Mapping) -> CredentialStore:
+    return CredentialStore(Path(config[c.BROKER][c.CREDENTIALS_DIR]).expanduser())
+
+
+def broker_plan(config: Mapping) -> BrokerPlan:
+    return build_plan(topology(config), route_table(config), broker_names(config))
+
+
+def control_address(config: Mapping, agency: str) -> str:
+    """The agency's control-plane URI without credentials."""
+    return str(config[c.BROKER][c.CONTROL_URI]).replace("{agency}", agency)
+
+
+def bus_uri(config: Mapping, agency: str, credentials: AgencyCredentials | None = None) -> str:
+    """The bus URI with ``agency``'s own bus account (read from its credentials file)."""
+    account = (credentials or credential_store(config).load(agency)).bus
+    return uris.with_credentials(config[c.BROKER][c.BUS_URI], account.user, account.password)
+
+
+def control_uri(config: Mapping, agency: str, credentials: AgencyCredentials | None = None) -> str:
+    """``agency``'s control-plane URI with its control account."""
+    account = (credentials or credential_store(config).load(agency)).control
+    return uris.with_credentials(control_address(config, agency), account.user, account.password)
 
 
 def delivery_policy(config: Mapping) -> DeliveryPolicy:

@@ -21,6 +21,8 @@ from typing import Iterable
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
+from adapters.secret_files import write_atomically as _write_atomically
+
 from .encoding import b64decode_strict, b64encode
 from .exceptions import (KeyAgencyMismatch, KeyExpired, KeyNotYetValid, KeyPurposeMismatch,
                          KeyRevoked, KeyStoreError, UnknownKey)
@@ -279,18 +281,3 @@ def initialise_key_directory(path: str | os.PathLike, agencies: Iterable[str], *
             keyring.add(record)
     keyring.save(directory.keyring_path)
     return directory, keyring
-
-
-def _write_atomically(path: Path, text: str, *, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    # Create with the final mode so secrets are never briefly world-readable.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)

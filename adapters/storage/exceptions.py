@@ -7,3 +7,9 @@ class StorageError(Exception):
 
 class AuditChainBroken(StorageError):
     rule = "audit.chain_broken"
+
+
+class DuplicateRequest(StorageError):
+    """Another transaction stored the same control request id first."""
+
+    rule = "request.duplicate"

@@ -7,14 +7,15 @@ from datetime import datetime
 from typing import Iterable, Sequence
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.crypto.canonical import canonical_bytes
 from adapters.crypto.timestamps import format_timestamp
 
-from .exceptions import AuditChainBroken
-from .tables import (INBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, InboxEntry, Message,
-                     OutboxEntry, QuarantineEntry, Referral)
+from .exceptions import AuditChainBroken, DuplicateRequest
+from .tables import (INBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry,
+                     Message, OutboxEntry, QuarantineEntry, Referral)
 
 GENESIS_HASH = "0" * 64
 
@@ -110,6 +111,18 @@ class NodeRepository:
 
     def referrals(self, limit: int = 100) -> Sequence[Referral]:
         return self.session.scalars(select(Referral).order_by(Referral.updated_at.desc()).limit(limit)).all()
+
+    # -- control requests ----------------------------------------------------------------
+    def control_request(self, request_id: str) -> ControlRequest | None:
+        return self.session.get(ControlRequest, request_id)
+
+    def add_control_request(self, request: ControlRequest) -> None:
+        """Store a request id; DuplicateRequest when a concurrent transaction stored it first."""
+        try:
+            with self.session.begin_nested():
+                self.session.add(request)
+        except IntegrityError:
+            raise DuplicateRequest(f"request {request.request_id} was stored meanwhile") from None
 
     # -- audit log ---------------------------------------------------------------------
     def append_audit(self, at: datetime, event: str, *, referral_id: str | None = None,

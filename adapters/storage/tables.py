@@ -165,3 +165,16 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ControlRequest(Base):
+    """A state-changing control call, by the caller's request id: a repeated call (the
+    caller's retry, or the broker redelivering the request) gets this stored result and
+    sends nothing new. Written in the same transaction as what the call sent."""
+
+    __tablename__ = "control_requests"
+
+    request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    result: Mapped[dict] = mapped_column(JSON)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import kombu.serialization
 
+from services.protocol.transport import CONTENT_ENCODING, CONTENT_TYPE
+
 SERIALIZER_NAME = "cluebus"
-CONTENT_TYPE = "application/vnd.cluebus.v1+json"
-CONTENT_ENCODING = "binary"
 
 
 def encode(data):

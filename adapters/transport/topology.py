@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from amqp.exceptions import AccessRefused, NotAllowed, NotFound
 from kombu import Connection, Exchange, Queue, binding
+
+from .uris import without_credentials
 
 QUORUM = "quorum"
 CLASSIC = "classic"
@@ -97,3 +100,38 @@ class Topology:
             channel.exchange_delete(self.dead_letter_exchange_name)
         finally:
             channel.close()
+
+
+class BusNotReady(Exception):
+    """The bus cannot be used as configured: one line saying why and what to do."""
+
+
+def check_provisioned(amqp_uri: str, topology: Topology, agency: str, *, timeout: float = 10.0) -> None:
+    """Connect with ``agency``'s bus account and check, passively, that the exchange and the
+    agency's queues exist (an agency may declare nothing). Raise BusNotReady otherwise."""
+    where = without_credentials(amqp_uri)
+    connection = Connection(amqp_uri, connect_timeout=timeout)
+    try:
+        try:
+            connection.ensure_connection(max_retries=len(connection.alt or [None]), timeout=timeout)
+        except AccessRefused:
+            raise BusNotReady(f"the broker refused {agency}'s bus account at {where} (wrong password, "
+                              f"or the account does not exist: the bus operator runs `cluebus broker setup`)") from None
+        except NotAllowed:
+            raise BusNotReady(f"{agency}'s bus account may not open the virtual host of {where} (it does "
+                              f"not exist, or the account has no permission there: `cluebus broker setup`)") from None
+        except Exception as exc:
+            raise BusNotReady(f"cannot reach the bus at {where} ({exc.__class__.__name__}: {exc}); start "
+                              f"RabbitMQ (`rabbitmq-server -detached`) or check BROKER.BUS_URI") from None
+        channel = connection.channel()
+        for name, check in ((f"exchange {topology.exchange_name}",
+                             lambda: channel.exchange_declare(topology.exchange_name, "topic", passive=True)),
+                            (f"queue {topology.queue_name(agency)}",
+                             lambda: channel.queue_declare(topology.queue_name(agency), passive=True))):
+            try:
+                check()
+            except (NotFound, AccessRefused) as exc:
+                raise BusNotReady(f"the bus at {where} has no {name} for {agency} ({exc.reply_text if hasattr(exc, 'reply_text') else exc}); "
+                                  f"the bus operator provisions it with `cluebus broker setup`") from None
+    finally:
+        connection.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import shutil
 import signal
 import socket
@@ -14,16 +15,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from eventlet.event import Event
-from kombu import Connection
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from adapters.crypto.keys import initialise_key_directory
+from adapters.transport import uris
+from adapters.transport.management import ManagementError
 from services import config as c
-from services import settings
+from services import provisioning
+from services.control_client import ControlClients
 from services.demo.scenario import Demo, DemoFailure
 from services.nodes.dependencies import ShiftedClock
-from services.nodes.factory import container_config
-from services.runner import BrokerUnreachable, check_broker, node_agencies, start_nodes
+from services.office.accounts import accounts_file
+from services.runner import node_agencies, start_nodes
 
 from .errors import CommandError
 
@@ -40,35 +42,33 @@ def register(commands) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     base = c.load_config(args.config)
-    try:
-        check_broker(base[c.AMQP_URI])
-    except BrokerUnreachable as exc:
-        raise CommandError(str(exc)) from None
-
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="cluebus-demo-")).resolve()
-    run_id = uuid.uuid4().hex[:8]
-    config = {**base, c.DATA_DIR: str(data_dir), c.KEYS_DIR: str(data_dir / "keys"),
-              c.DATABASE_URL: "sqlite:///{data_dir}/{agency}.sqlite3",
-              # The demo's own exchange and queues, so it never meets anyone else's messages.
-              c.TRANSPORT: {**base[c.TRANSPORT], c.EXCHANGE: f"cluebus.demo-{run_id}",
-                            c.DEAD_LETTER_EXCHANGE: f"cluebus.demo-{run_id}.dlx"},
-              c.DELIVERY: {**base[c.DELIVERY], c.RELAY_INTERVAL_SECONDS: 0.5},
-              c.OFFICE: {**base[c.OFFICE], c.SCAN_INTERVAL_SECONDS: 0.5,
-                         c.HTTP_ADDRESS: _free_address(base[c.OFFICE][c.HTTP_ADDRESS])}}
+    config = demo_config(base, data_dir, uuid.uuid4().hex[:8])
     agencies = node_agencies(config)
-    print(f"cluebus demo: broker {Connection(config[c.AMQP_URI]).as_uri()}, data in {data_dir}")
+    try:
+        plan, _ = provisioning.setup(config)
+    except ManagementError as exc:
+        raise CommandError(f"cannot provision the demo's bus: {exc}") from None
+    print(f"cluebus demo: bus {uris.without_credentials(config[c.BROKER][c.BUS_URI])}, data in {data_dir}")
+    print(f"  the demo's own virtual hosts and {len(plan.accounts)} broker accounts (one on the bus and one on "
+          f"its own control plane per agency), credentials in {config[c.BROKER][c.CREDENTIALS_DIR]}")
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=30))
     print(f"  keys for {len(c.agency_codes(config))} agencies in {config[c.KEYS_DIR]}")
+    # A staff account of the demo's own, so its dashboard can be opened (it goes with the data).
+    demo_password = secrets.token_urlsafe(12)
+    accounts_file(config).add(DEMO_ACCOUNT, demo_password)
     clock = ShiftedClock()  # shared by every node, so the demo can move days forward
     try:
         runner = start_nodes(config, agencies, office=True, clock=clock)
-    except Exception as exc:  # the broker refused the topology, a port is taken, ...
+    except Exception as exc:  # the broker refused an account, a port is taken, ...
+        if not args.keep:
+            provisioning.remove(config)
         raise CommandError(f"could not start the nodes: {exc.__class__.__name__}: {exc}") from None
     dashboard = f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard"
     print(f"  nodes running: {', '.join(agencies)}, and the joint office (dashboard {dashboard})")
     ok = False
     try:
-        with ClusterRpcProxy(container_config(config), timeout=60) as rpc:
+        with ControlClients(config, c.agency_codes(config)) as rpc:
             demo = Demo(rpc, agencies, clock=clock)
             try:
                 demo.play()
@@ -77,18 +77,41 @@ def run_demo(args: argparse.Namespace) -> int:
                 return 1
             ok = demo.print_traces()
             print("")
-            print(f"The joint office's dashboard: {dashboard}")
             if args.stay:
+                print(f"The joint office's dashboard: {dashboard} (log in as {DEMO_ACCOUNT!r}, password "
+                      f"{demo_password!r})")
                 print("Nodes and dashboard keep running; Ctrl-C stops them.", flush=True)
                 _wait_for_interrupt()
+            else:
+                print("The joint office's dashboard stops with the demo: run `cluebus demo --stay` to browse it.")
     finally:
         runner.stop()
         if not args.keep:
-            _remove_topology(config)
+            provisioning.remove(config)
             shutil.rmtree(data_dir, ignore_errors=True)
     print("")
     print("every message signed, receipted and verified" if ok else "SOME CHECKS FAILED (see above)")
     return 0 if ok else 1
+
+
+DEMO_ACCOUNT = "demo"
+
+
+def demo_config(base: dict, data_dir: Path, run_id: str) -> dict:
+    """The demo's configuration: its own data directory, and its own bus (virtual hosts and
+    accounts of its own, so it never meets anyone else's messages or accounts)."""
+    broker = base[c.BROKER]
+    host = uris.addresses(broker[c.BUS_URI])[0].rsplit("/", 1)[0]
+    return {**base, c.DATA_DIR: str(data_dir), c.KEYS_DIR: str(data_dir / "keys"),
+            c.DATABASE_URL: "sqlite:///{data_dir}/{agency}.sqlite3",
+            c.BROKER: {**broker, c.BUS_URI: f"{host}/cluebus-demo-{run_id}",
+                       c.CONTROL_URI: f"{host}/cluebus-demo-{run_id}.{{agency}}.control",
+                       c.USER_PREFIX: f"demo-{run_id}.",
+                       c.CREDENTIALS_DIR: str(data_dir / "credentials")},
+            c.DELIVERY: {**base[c.DELIVERY], c.RELAY_INTERVAL_SECONDS: 0.5},
+            c.OFFICE: {**base[c.OFFICE], c.SCAN_INTERVAL_SECONDS: 0.5,
+                       c.HTTP_ADDRESS: _free_address(base[c.OFFICE][c.HTTP_ADDRESS]),
+                       c.ACCOUNTS_FILE: str(data_dir / "office-accounts.yaml")}}
 
 
 def _free_address(address: str) -> str:
@@ -109,7 +132,3 @@ def _wait_for_interrupt() -> None:
         signal.signal(signum, lambda *_: stop.ready() or stop.send())
     stop.wait()
 
-
-def _remove_topology(config) -> None:
-    with Connection(config[c.AMQP_URI]) as connection:
-        settings.topology(config).delete(connection)

@@ -8,10 +8,10 @@ import sys
 from adapters.crypto.exceptions import CryptoError
 from services.config import ConfigError
 
-from . import demo_cmd, keys_cmd, node_cmd, office_cmd, protocol_cmd, schemas_cmd
+from . import broker_cmd, demo_cmd, keys_cmd, node_cmd, office_cmd, protocol_cmd, schemas_cmd
 from .errors import CommandError
 
-COMMAND_GROUPS = (keys_cmd, schemas_cmd, protocol_cmd, demo_cmd, node_cmd, office_cmd)
+COMMAND_GROUPS = (keys_cmd, broker_cmd, schemas_cmd, protocol_cmd, demo_cmd, node_cmd, office_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,11 @@ whether or not the node is running.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import eventlet
@@ -23,11 +25,16 @@ from schemas.registry import CLUE_TRANSFER, KINDS
 from services import config as c
 from services import settings
 from services.domain.exceptions import DomainError
-from services.handlers import queries, relay, workflows
+from services.handlers import queries, receiving, relay, workflows
 from services.nodes.roles import ROLE_ACTIONS
+from services.office.accounts import AccountsError, accounts_file, refuse_exposed_without_accounts
 from services.protocol.compose import SignedMessage
 from services.protocol.exceptions import ComposeError
-from services.runner import BrokerUnreachable, check_broker, node_agencies, offline_context, start_nodes
+from adapters.transport import dead_letters
+from adapters.transport.credentials import CredentialsError
+from services.handlers.receiving import Delivery
+from services.handlers.requests import Request
+from services.runner import BrokerUnreachable, check_bus, node_agencies, offline_context, start_nodes
 
 from .errors import CommandError
 
@@ -43,7 +50,8 @@ def register(commands) -> None:
     send.add_argument("--kind", default=CLUE_TRANSFER, choices=KINDS, help="message kind (default: clue_transfer)")
     send.add_argument("--to", dest="recipient", help="recipient agency (default: the role's usual one)")
     send.add_argument("--referral", help="an existing referral to follow up")
-    send.add_argument("--seal", action="store_true", help="seal the body for the recipient")
+    _sealing_options(send)
+    send.add_argument("--request-id", help="a request id of your own: a repeated command with it sends nothing new")
     send.set_defaults(handler=send_message)
 
     answer = commands.add_parser("answer", help="answer a message in the inbox")
@@ -51,7 +59,8 @@ def register(commands) -> None:
     _as(answer)
     answer.add_argument("--kind", required=True, choices=KINDS)
     answer.add_argument("--file", required=True, help="JSON file with the answer's body")
-    answer.add_argument("--seal", action="store_true")
+    _sealing_options(answer)
+    answer.add_argument("--request-id", help="a request id of your own: a repeated command with it sends nothing new")
     answer.set_defaults(handler=answer_message)
 
     for name, handler, helptext in (("inbox", show_inbox, "messages received"),
@@ -64,6 +73,13 @@ def register(commands) -> None:
         if name == "outbox":
             view.add_argument("--retry", metavar="MESSAGE_ID",
                               help="publish a message marked failed again (same bytes, fresh attempts)")
+        if name == "quarantine":
+            where = view.add_mutually_exclusive_group()
+            where.add_argument("--broker", action="store_true",
+                               help="list what the broker dead-lettered to the agency's quarantine queue instead")
+            where.add_argument("--replay", action="store_true",
+                               help="take those dead letters through the node's receiving again (each acked "
+                                    "after its commit)")
         if name == "inbox":
             view.add_argument("--kind", choices=KINDS)
             view.add_argument("--status", choices=("accepted", "rejected"))
@@ -75,6 +91,13 @@ def register(commands) -> None:
     trace.add_argument("--as", dest="agency", help="one node's database (default: every node's found here)")
     trace.add_argument("--json", action="store_true")
     trace.set_defaults(handler=show_trace)
+
+
+def _sealing_options(parser) -> None:
+    seal = parser.add_mutually_exclusive_group()
+    seal.add_argument("--seal", dest="seal", action="store_true", default=None,
+                      help="seal the body for the recipient (the default when DELIVERY.SEAL_BODIES is true)")
+    seal.add_argument("--no-seal", dest="seal", action="store_false", help="send the body in the clear")
 
 
 def _as(parser) -> None:
@@ -100,8 +123,9 @@ def run_node(args: argparse.Namespace) -> int:
     config = _config_for(args, args.agency)
     office = args.agency in c.observer_codes(config)
     settings.key_directory(config).load_private(args.agency)  # fail early, in one line
+    accounts = _office_accounts(config, args.agency) if office else None
     try:
-        check_broker(config[c.AMQP_URI])
+        check_bus(config, args.agency)
     except BrokerUnreachable as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -109,11 +133,6 @@ def run_node(args: argparse.Namespace) -> int:
     except Exception as exc:  # the broker refused the topology, the port is taken, ...
         raise CommandError(f"could not start the {args.agency} node: {exc.__class__.__name__}: {exc}"
                            f"{_hint(exc)}") from None
-    print(f"{args.agency} node running: queue {settings.topology(config).queue_name(args.agency)}, "
-          f"database {c.database_url(config, args.agency)}. Ctrl-C stops it.", flush=True)
-    if office:
-        print(f"dashboard: http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard", flush=True)
-
     stopping = []
 
     def shutdown(signum, frame):
@@ -126,9 +145,33 @@ def run_node(args: argparse.Namespace) -> int:
     # Both explicitly: a node started in the background inherits an ignored SIGINT.
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    eventlet.spawn(runner.wait).wait()
+    # Only now say it runs: a Ctrl-C from here on stops it cleanly.
+    print(f"{args.agency} node running: queue {settings.topology(config).queue_name(args.agency)}, "
+          f"database {c.database_url(config, args.agency)}. Ctrl-C stops it.", flush=True)
+    if office:
+        print(f"dashboard: http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard", flush=True)
+        if not accounts.accounts():
+            print("no office account yet: add one with `cluebus office account add NAME` to log in", flush=True)
+
+    try:
+        eventlet.spawn(runner.wait).wait()
+    except Exception as exc:  # an extension gave up: say so in one line
+        print(f"cluebus: the {args.agency} node stopped: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(f"{args.agency} node stopped", flush=True)
     return 0
+
+
+def _office_accounts(config, agency: str):
+    """The office's accounts, checked before starting as its ``OfficeLogin`` checks them when
+    it starts (which would say it in tracebacks too): the file's mode, and an account when the
+    dashboard listens beyond loopback."""
+    accounts = accounts_file(config)
+    try:
+        refuse_exposed_without_accounts(config[c.OFFICE][c.HTTP_ADDRESS], accounts)
+    except AccountsError as exc:
+        raise CommandError(f"the {agency} node does not start: {exc}") from None
+    return accounts
 
 
 def _hint(exc: Exception) -> str:
@@ -149,22 +192,33 @@ def _read_body(path: str) -> dict:
     return body
 
 
-def _publish_now(config, ctx, sent: list[SignedMessage]) -> None:
-    for message in sent:
-        print(f"  {message.envelope['kind']} {message.message_id} → {message.envelope['recipient']}"
-              f" (sha256 {message.sha256[:16]}…)")
-    print(f"  referral {sent[0].envelope['referral_id']}")
+def _publish_now(config, ctx, sent) -> None:
+    for message in sent.summary["messages"]:
+        print(f"  {message['kind']} {message['message_id']} → {message['recipient']}"
+              f" (sha256 {message['sha256'][:16]}…)")
+    print(f"  referral {sent.referral_id}")
     try:
-        check_broker(config[c.AMQP_URI], timeout=3)
-    except BrokerUnreachable:
-        print("  broker unreachable: kept in the outbox; the node's relay publishes it when it can")
+        credentials = settings.credential_store(config).load(ctx.agency)
+        check_bus(config, ctx.agency, timeout=3)
+    except (BrokerUnreachable, CredentialsError) as exc:
+        print(f"  not published now: {exc}")
+        print("  kept in the outbox: the node's relay publishes it when it can")
         return
-    publisher = EnvelopePublisher(config[c.AMQP_URI], settings.topology(config))
-    report = relay.relay_due(ctx, publisher.publish)
+    publisher = EnvelopePublisher(settings.bus_uri(config, ctx.agency, credentials), settings.topology(config),
+                                  credentials.bus.user)
+    try:
+        report = relay.relay_due(ctx, publisher.publish)
+    finally:
+        publisher.close()
     for message_id, error in report.errors.items():
         print(f"  not published yet ({error}); kept in the outbox")
     if report.published:
         print(f"  published {len(report.published)} message(s); the receipt arrives at the running node")
+
+
+def _request(args, action: str) -> Request:
+    """One request id per invocation (or the caller's --request-id, to repeat a call safely)."""
+    return Request(args.request_id or f"cli:{uuid.uuid4()}", action)
 
 
 def _acting(action):
@@ -178,21 +232,30 @@ def send_message(args: argparse.Namespace) -> int:
     config = _config_for(args, args.agency)
     body = _read_body(args.file)
     ctx = _context(config, args.agency)
-    seal = args.seal
+    seal = _sealing(config, args.seal)
+    request = _request(args, "send")
     if args.referral:
         if not args.recipient:
             raise CommandError("--to is required when following up a referral")
-        sent = _acting(lambda: workflows.follow_up(ctx, args.referral, args.kind, body, [args.recipient], seal=seal))
+        sent = _acting(lambda: workflows.follow_up(ctx, args.referral, args.kind, body, [args.recipient], seal=seal,
+                                                   request=request))
     elif args.kind == CLUE_TRANSFER:
         recipient = args.recipient or _usual_recipient(args.agency)
-        sent = _acting(lambda: workflows.refer_clue(ctx, body, recipient, seal=seal))
+        sent = _acting(lambda: workflows.refer_clue(ctx, body, recipient, seal=seal, request=request))
     else:
         if not args.recipient:
             raise CommandError(f"--to is required for {args.kind}")
-        sent = _acting(lambda: workflows.start(ctx, args.kind, args.recipient, body, seal=seal))
-    print(f"{args.agency}: signed and committed {len(sent)} message(s)")
+        sent = _acting(lambda: workflows.start(ctx, args.kind, args.recipient, body, seal=seal, request=request))
+    if sent.repeated:
+        print(f"{args.agency}: request {request.request_id} was done before; nothing new sent")
+    else:
+        print(f"{args.agency}: signed and committed {len(sent)} message(s)")
     _publish_now(config, ctx, sent)
     return 0
+
+
+def _sealing(config, choice: bool | None) -> bool:
+    return bool(config[c.DELIVERY][c.SEAL_BODIES]) if choice is None else choice
 
 
 def _usual_recipient(agency: str) -> str:
@@ -206,8 +269,10 @@ def answer_message(args: argparse.Namespace) -> int:
     config = _config_for(args, args.agency)
     body = _read_body(args.file)
     ctx = _context(config, args.agency)
-    sent = _acting(lambda: workflows.reply(ctx, args.message_id, args.kind, body, seal=args.seal))
-    print(f"{args.agency}: answered {args.message_id}")
+    request = _request(args, "answer")
+    sent = _acting(lambda: workflows.reply(ctx, args.message_id, args.kind, body, seal=_sealing(config, args.seal),
+                                           request=request))
+    print(f"{args.agency}: {'already answered' if sent.repeated else 'answered'} {args.message_id}")
     _publish_now(config, ctx, sent)
     return 0
 
@@ -249,10 +314,52 @@ def show_outbox(args) -> int:
 
 
 def show_quarantine(args) -> int:
-    ctx = _context(_config_for(args, args.agency), args.agency)
+    config = _config_for(args, args.agency)
+    if args.broker or args.replay:
+        return _dead_letters(config, args)
+    ctx = _context(config, args.agency)
     return _emit(queries.quarantined(ctx), args.json, lambda r: (
         f"{r['received_at']}  [{r['rule']}] {r['detail']}  ({r['size']} bytes, claimed sender "
         f"{r['claimed_sender'] or '?'}, sha256 {r['sha256'][:16]}…)"))
+
+
+def _dead_letters(config, args) -> int:
+    """The broker's quarantine queue of the agency, read with its own bus account."""
+    queue = settings.topology(config).quarantine_queue_name(args.agency)
+    try:
+        uri = settings.bus_uri(config, args.agency)
+        check_bus(config, args.agency, timeout=5)
+    except (BrokerUnreachable, CredentialsError) as exc:
+        raise CommandError(str(exc)) from None
+    users = settings.broker_names(config)
+    if args.broker:
+        rows = [{"routing_key": d.routing_key, "reason": d.reason, "from_queue": d.from_queue, "count": d.count,
+                 "content_type": d.content_type, "user_id": d.user_id, "size": len(d.body),
+                 "sha256": hashlib.sha256(d.body).hexdigest()} for d in dead_letters.peek(uri, queue)]
+        return _emit(rows, args.json, lambda r: (
+            f"{r['reason'] or '?'} after {r['count']} deliveries  {r['routing_key']}  {r['size']} bytes "
+            f"{r['content_type'] or '(no content type)'}  published by {r['user_id'] or '?'}  sha256 {r['sha256'][:16]}…"))
+
+    office = args.agency in c.observer_codes(config)
+    if office:
+        from services.office import handlers as office_handlers
+        from services.runner import office_context
+        context = office_context(config)
+    else:
+        context = _context(config, args.agency)
+
+    def handle(letter):
+        delivery = Delivery(letter.body, letter.content_type, letter.user_id,
+                            users.agency_of_bus_user(letter.user_id, c.agency_codes(config)))
+        if office:
+            return office_handlers.observe(context, delivery)
+        return receiving.receive(context, delivery).__dict__
+    outcomes = dead_letters.replay(uri, queue, handle)
+    for outcome in outcomes:
+        print(f"  {outcome.get('status')}  {outcome.get('kind') or ''} {outcome.get('message_id') or ''}"
+              f"{'  [' + outcome['rule'] + ']' if outcome.get('rule') else ''}")
+    print(f"{args.agency}: replayed {len(outcomes)} dead letter(s) from {queue}; receipts go out with the node's relay")
+    return 0
 
 
 def show_trace(args) -> int:

@@ -1,8 +1,11 @@
 """``cluebus overdue`` and ``cluebus stats``: the joint-meeting office's views, read from the
-office's own database (run the office with ``cluebus run --agency joint_office``)."""
+office's own database (run the office with ``cluebus run --agency joint_office``); and
+``cluebus office account add|list|remove``: the staff accounts that may log in to its
+dashboard and API (``OFFICE.ACCOUNTS_FILE``)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -11,6 +14,7 @@ from zoneinfo import ZoneInfo
 from adapters.crypto.timestamps import format_timestamp
 from services import config as c
 from services.office import handlers
+from services.office.accounts import AccountsError, accounts_file, check_name, password_problem
 from services.office.stats import overdue_steps
 from services.runner import office_context
 
@@ -31,6 +35,22 @@ def register(commands) -> None:
     out.add_argument("--csv", action="store_true", help="CSV on standard output")
     out.add_argument("--xlsx", metavar="FILE", help="write an Excel workbook")
     stats.set_defaults(handler=show_stats)
+
+    office = commands.add_parser("office", help="the joint-meeting office's staff accounts")
+    office_commands = office.add_subparsers(dest="office_command", metavar="GROUP", required=True)
+    account = office_commands.add_parser("account", help="accounts that may log in to the dashboard and API")
+    actions = account.add_subparsers(dest="account_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add an account (asks for its password)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from one line of standard input instead of the terminal")
+    add.add_argument("--replace", action="store_true", help="set a new password for an existing account")
+    add.set_defaults(handler=add_account)
+    listing = actions.add_parser("list", help="the accounts and when they were made (never their hashes)")
+    listing.set_defaults(handler=list_accounts)
+    remove = actions.add_parser("remove", help="remove an account; its sessions end at their next request")
+    remove.add_argument("name")
+    remove.set_defaults(handler=remove_account)
 
 
 def parse_moment(text: str | None, default: datetime, local_zone: str = "Asia/Shanghai") -> datetime:
@@ -108,4 +128,61 @@ def show_stats(args) -> int:
                   f"{row['receipts_on_time']:>10}/{row['receipts_late']}/{row['receipts_open']:<6}"
                   f"{row['decisions_on_time']:>14}/{row['decisions_late']}/{row['decisions_open']:<6}"
                   f"{row['cases_opened']:>10}/{row['cases_refused']:<5}{rate:>12}{row['open_overdue_steps']:>9}")
+    return 0
+
+
+# -- office account ------------------------------------------------------------------------------
+def _accounts(args):
+    return accounts_file(c.load_config(args.config))
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to ask for the password: pipe it in with --password-stdin")
+    first = getpass.getpass(f"password for {args.name}: ")
+    problem = password_problem(first)
+    if problem:
+        raise CommandError(problem)
+    if getpass.getpass("the same password again: ") != first:
+        raise CommandError("the two passwords differ; nothing changed")
+    return first
+
+
+def add_account(args) -> int:
+    accounts = _accounts(args)
+    try:
+        check_name(args.name)
+        existing = args.name in accounts.accounts()
+        if existing and not args.replace:
+            raise CommandError(f"account {args.name} already exists in {accounts.path}; "
+                               "pass --replace to set a new password")
+        accounts.add(args.name, _read_password(args), replace=args.replace)
+    except AccountsError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{'new password for' if existing else 'added'} account {args.name} in {accounts.path} (mode 0600)")
+    return 0
+
+
+def list_accounts(args) -> int:
+    accounts = _accounts(args)
+    try:
+        found = accounts.accounts()
+    except AccountsError as exc:
+        raise CommandError(str(exc)) from None
+    if not found:
+        print(f"(no accounts in {accounts.path}; add one with `cluebus office account add NAME`)")
+    for name in sorted(found):
+        print(f"{name}  created {found[name].created_at}")
+    return 0
+
+
+def remove_account(args) -> int:
+    accounts = _accounts(args)
+    try:
+        accounts.remove(args.name)
+    except AccountsError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"removed account {args.name} from {accounts.path}; its sessions end at their next request")
     return 0

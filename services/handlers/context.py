@@ -38,3 +38,5 @@ class NodeContext:
     verifier: Verifier
     clock: Callable[[], datetime]
     policy: DeliveryPolicy = DeliveryPolicy()
+    # Seal what the node composes on its own (receipts, urges) for their recipients.
+    seal: bool = False

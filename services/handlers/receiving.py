@@ -19,6 +19,7 @@ from services.domain.exceptions import DomainError, ReferralMismatch
 from services.domain.lifecycle import NEW, next_state
 from services.protocol.exceptions import ComposeError, Rejection
 from services.protocol.signing_input import message_sha256
+from services.protocol.transport import TransportFacts
 from services.protocol.verify import VerifiedMessage
 
 from .context import NodeContext
@@ -44,10 +45,32 @@ class ReceiveOutcome:
     receipt_message_id: str | None = None
 
 
-def receive(ctx: NodeContext, raw: bytes) -> ReceiveOutcome:
+@dataclass(frozen=True)
+class Delivery:
+    """A message as the bus delivered it: the body's exact bytes, its content type, the
+    broker-checked ``user_id`` of its publisher and the agency that account belongs to."""
+
+    raw: bytes
+    content_type: str | None = None
+    user_id: str | None = None
+    publisher: str | None = None
+    redelivered: bool = False
+
+    @property
+    def transport(self) -> TransportFacts:
+        return TransportFacts(self.content_type, self.publisher, self.user_id)
+
+
+def receive(ctx: NodeContext, message: bytes | Delivery) -> ReceiveOutcome:
+    """Receive a delivery from the bus (checked against its transport facts too), or bytes
+    handed over in process (a test, a replay from a node's own records)."""
+    if isinstance(message, Delivery):
+        raw, transport = message.raw, message.transport
+    else:
+        raw, transport = message, None
     now = ctx.clock()
     try:
-        verified = ctx.verifier.verify(raw, expected_recipient=ctx.agency, now=now)
+        verified = ctx.verifier.verify(raw, expected_recipient=ctx.agency, now=now, transport=transport)
     except Rejection as rejection:
         if rejection.envelope is None or rejection.envelope.get("kind") == RECEIPT:
             # Unauthenticated senders are not answered; receipts are never answered.
@@ -124,7 +147,7 @@ def _answer(ctx: NodeContext, repo: NodeRepository, envelope: Mapping, sha: str,
     if detail:
         body["detail"] = detail[:20_000]
     receipt = ctx.composer.compose(RECEIPT, envelope["sender"], body, referral_id=envelope["referral_id"],
-                                   in_reply_to=envelope["message_id"], sent_at=now)
+                                   in_reply_to=envelope["message_id"], sent_at=now, seal=ctx.seal)
     store_outbound(repo, receipt, now, needs_receipt=False)
     return receipt.message_id
 
@@ -191,6 +214,7 @@ def _duplicate(repo: NodeRepository, message_id: str, sha: str, raw: bytes, now:
 
 def quarantine(repo: NodeRepository, raw: bytes, rule: str, detail: str, now: datetime, *,
                envelope: Mapping | None = None, keep_bytes: int = 1024 * 1024) -> ReceiveOutcome:
+    raw = as_stored_bytes(raw)
     claims = envelope or _claimed(raw, keep_bytes)
     message_id = claims.get("message_id") if isinstance(claims.get("message_id"), str) else None
     sender = claims.get("sender") if isinstance(claims.get("sender"), str) else None
@@ -203,6 +227,15 @@ def quarantine(repo: NodeRepository, raw: bytes, rule: str, detail: str, now: da
                       detail={"rule": rule, "detail": detail, "sha256": message_sha256(raw),
                               "size": len(raw), "claimed_message_id": message_id, "claimed_sender": sender})
     return ReceiveOutcome(OUTCOME_QUARANTINED, message_id, rule=rule, detail=detail)
+
+
+def as_stored_bytes(value) -> bytes:
+    """What to keep of something that was not even bytes (it is kept for the record only)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return repr(value).encode("utf-8", "replace")
 
 
 def _claimed(raw: bytes, limit: int) -> dict:

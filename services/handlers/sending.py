@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
+from adapters.storage.exceptions import DuplicateRequest
 from adapters.storage.repository import NodeRepository
-from adapters.storage.tables import OUTBOUND, PENDING, Message, OutboxEntry
+from adapters.storage.tables import OUTBOUND, PENDING, ControlRequest, Message, OutboxEntry
 from schemas.registry import RECEIPT
 from services.domain.exceptions import ReferralMismatch, UnknownMessage
 from services.domain.lifecycle import NEW, next_state
@@ -15,6 +16,7 @@ from services.protocol.compose import SignedMessage
 
 from .context import NodeContext
 from .referrals import advance_referral
+from .requests import Request, RequestReused, Sent
 
 
 def routing_key(recipient: str, kind: str) -> str:
@@ -76,6 +78,36 @@ def outgoing(ctx: NodeContext, referral_id: str | None = None) -> Iterator[Outgo
     """Stage messages of one referral; all are committed with the state change, or none."""
     with ctx.store.transaction() as repo:
         yield OutgoingBatch(ctx, repo, referral_id or str(uuid.uuid4()))
+
+
+def staged(ctx: NodeContext, referral_id: str | None, stage: Callable[[OutgoingBatch], None],
+           request: Request | None = None) -> Sent:
+    """Run ``stage`` on one batch in one transaction; with a request id, once only: a repeat
+    returns what the first call returned, and sends nothing."""
+    for attempt in (1, 2):
+        try:
+            with ctx.store.transaction() as repo:
+                if request is not None:
+                    done = repo.control_request(request.request_id)
+                    if done is not None:
+                        return _repeat(done, request)
+                batch = OutgoingBatch(ctx, repo, referral_id or str(uuid.uuid4()))
+                stage(batch)
+                sent = Sent.of(batch.sent, request)
+                if request is not None:
+                    repo.add_control_request(ControlRequest(request_id=request.request_id, action=request.action,
+                                                            at=ctx.clock(), result=sent.summary))
+            return sent
+        except DuplicateRequest:  # a concurrent call with this id committed first
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _repeat(done: ControlRequest, request: Request) -> Sent:
+    if done.action != request.action:
+        raise RequestReused(f"request id {request.request_id} was used for {done.action}, not {request.action}")
+    return Sent(dict(done.result), (), True, request.request_id)
 
 
 def send(ctx: NodeContext, kind: str, recipient: str, body: Mapping, *,

@@ -1,4 +1,8 @@
-"""What a clerk does: start a referral, answer a message, follow a referral up."""
+"""What a clerk does: start a referral, answer a message, follow a referral up.
+
+Each call stages its messages in one transaction (sending.staged) and, given a request id,
+happens once: a repeat returns the first call's result (handlers/requests.py).
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,31 @@ from services.domain.exceptions import UnknownMessage, UnknownReferral
 from services.protocol.compose import SignedMessage
 
 from .context import NodeContext
-from .sending import outgoing
+from .requests import Request, Sent
+from .sending import OutgoingBatch, staged
 
 SUSPECTED_CRIME = "suspected_crime"
 PROCURATORATE = "procuratorate"
 
 
 def start(ctx: NodeContext, kind: str, recipient: str, body: Mapping, *, seal: bool = False,
-          referral_id: str | None = None) -> list[SignedMessage]:
+          referral_id: str | None = None, request: Request | None = None) -> Sent:
     """Open a referral with its first message."""
-    with outgoing(ctx, referral_id) as batch:
+    def stage(batch: OutgoingBatch) -> None:
         batch.stage(kind, recipient, body, seal=seal)
-    return batch.sent
+    return staged(ctx, referral_id, stage, request)
 
 
 def refer_clue(ctx: NodeContext, body: Mapping, recipient: str, *, seal: bool = False,
-               copy_to: str | None = PROCURATORATE, referral_id: str | None = None) -> list[SignedMessage]:
+               copy_to: str | None = PROCURATORATE, referral_id: str | None = None,
+               request: Request | None = None) -> Sent:
     """Transfer a clue; a suspected-crime clue is copied to the procuratorate in the same
     transaction (抄送同级人民检察院), so there is never a transfer without its copy."""
-    with outgoing(ctx, referral_id) as batch:
+    def stage(batch: OutgoingBatch) -> None:
         transfer = batch.stage(CLUE_TRANSFER, recipient, body, seal=seal)
         if body.get("category") == SUSPECTED_CRIME and copy_to:
             batch.stage(COPY_NOTICE, copy_to, copy_notice_body(transfer, recipient), seal=seal)
-    return batch.sent
+    return staged(ctx, referral_id, stage, request)
 
 
 def copy_notice_body(transfer: SignedMessage, recipient: str) -> dict:
@@ -48,7 +54,8 @@ def copy_notice_body(transfer: SignedMessage, recipient: str) -> dict:
 
 
 def reply(ctx: NodeContext, message_id: str, kind: str, body: Mapping, *,
-          recipients: Iterable[str] | None = None, seal: bool = False) -> list[SignedMessage]:
+          recipients: Iterable[str] | None = None, seal: bool = False,
+          request: Request | None = None) -> Sent:
     """Answer a message this node holds: to its other party, in its referral."""
     with ctx.store.transaction() as repo:
         message = repo.message(message_id)
@@ -56,20 +63,21 @@ def reply(ctx: NodeContext, message_id: str, kind: str, body: Mapping, *,
             raise UnknownMessage(f"{ctx.agency} holds no message {message_id}")
         referral_id = message.referral_id
         counterpart = message.sender if message.sender != ctx.agency else message.recipient
-    with outgoing(ctx, referral_id) as batch:
+
+    def stage(batch: OutgoingBatch) -> None:
         for recipient in recipients or [counterpart]:
             batch.stage(kind, recipient, body, in_reply_to=message_id, seal=seal)
-    return batch.sent
+    return staged(ctx, referral_id, stage, request)
 
 
 def follow_up(ctx: NodeContext, referral_id: str, kind: str, body: Mapping, recipients: Iterable[str], *,
-              in_reply_to: str | None = None, seal: bool = False) -> list[SignedMessage]:
+              in_reply_to: str | None = None, seal: bool = False, request: Request | None = None) -> Sent:
     """Send one message of a known referral to one or more agencies, in one transaction."""
-    with outgoing(ctx, referral_id) as batch:
+    recipients = list(recipients)
+
+    def stage(batch: OutgoingBatch) -> None:
         if batch.referral is None:
             raise UnknownReferral(f"{ctx.agency} has no referral {referral_id}")
         for recipient in recipients:
             batch.stage(kind, recipient, body, in_reply_to=in_reply_to, seal=seal)
-    return batch.sent
-
-
+    return staged(ctx, referral_id, stage, request)

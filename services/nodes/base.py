@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 
 import eventlet
-from nameko.rpc import rpc
 
 from schemas.registry import CLOSURE, WITHDRAWAL
 from services.domain.exceptions import DomainError
 from services.handlers import queries, receiving, relay, workflows
 from services.handlers.context import NodeContext
-from services.protocol.compose import SignedMessage
+from services.handlers.requests import Request, Sent
 from services.protocol.exceptions import ComposeError
 
-from .dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
+from .dependencies import CallerRequest, Clock, NodeDatabase, NodeProtocol, NodeTransport
+from .entrypoints import control_rpc
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,6 @@ REQUEUE_PAUSE_SECONDS = 2.0
 CALLER_ERRORS = (DomainError, ComposeError)
 
 
-def sent_summary(messages: list[SignedMessage]) -> dict:
-    return {
-        "referral_id": messages[0].envelope["referral_id"] if messages else None,
-        "messages": [{"message_id": m.message_id, "kind": m.envelope["kind"],
-                      "recipient": m.envelope["recipient"], "sha256": m.sha256} for m in messages],
-    }
-
-
 class AgencyNode:
     """Shared behaviour. Concrete services are built per agency by ``services.nodes.factory``."""
 
@@ -41,16 +33,17 @@ class AgencyNode:
     protocol = NodeProtocol()
     transport = NodeTransport()
     clock = Clock()
+    call = CallerRequest()
 
     def context(self) -> NodeContext:
         p = self.protocol
-        return NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy)
+        return NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy, p.seal_by_default)
 
     # -- entrypoint bodies (bound to a queue and a timer by the factory) ---------------------
-    def handle_envelope(self, raw: bytes) -> dict:
+    def handle_envelope(self, delivery: receiving.Delivery) -> dict:
         ctx = self.context()
         try:
-            outcome = receiving.receive(ctx, raw)
+            outcome = receiving.receive(ctx, delivery)
         except Exception:
             log.exception("%s: could not store an incoming message; it will be redelivered", ctx.agency)
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)
@@ -67,69 +60,82 @@ class AgencyNode:
             log.exception("%s: outbox relay failed", ctx.agency)
             return None
 
-    def _sent(self, messages: list[SignedMessage]) -> dict:
-        self.flush_outbox()
-        return sent_summary(messages)
+    def _sent(self, sent: Sent) -> dict:
+        if sent.messages:
+            self.flush_outbox()
+        return sent.answer()
+
+    def _request(self, action: str, request_id: str | None) -> Request | None:
+        """The call's request id: the caller's, else the RPC's correlation id (kept when the
+        broker redelivers the request)."""
+        chosen = request_id or self.call
+        return Request(str(chosen), action) if chosen else None
 
     def _seal(self, seal: bool | None) -> bool:
         return self.protocol.seal_by_default if seal is None else bool(seal)
 
     # -- generic actions ------------------------------------------------------------------------
-    @rpc(expected_exceptions=CALLER_ERRORS)
-    def send(self, kind, recipient, body, referral_id=None, in_reply_to=None, seal=None):
+    @control_rpc(expected_exceptions=CALLER_ERRORS)
+    def send(self, kind, recipient, body, referral_id=None, in_reply_to=None, seal=None, request_id=None):
         """Send any kind the route table allows (the lifecycle still applies)."""
         ctx = self.context()
+        request = self._request("send", request_id)
         if referral_id and in_reply_to is None:
-            messages = workflows.follow_up(ctx, referral_id, kind, body, [recipient], seal=self._seal(seal))
+            sent = workflows.follow_up(ctx, referral_id, kind, body, [recipient], seal=self._seal(seal),
+                                       request=request)
         elif in_reply_to:
-            messages = workflows.reply(ctx, in_reply_to, kind, body, recipients=[recipient], seal=self._seal(seal))
+            sent = workflows.reply(ctx, in_reply_to, kind, body, recipients=[recipient], seal=self._seal(seal),
+                                   request=request)
         else:
-            messages = workflows.start(ctx, kind, recipient, body, seal=self._seal(seal))
-        return self._sent(messages)
+            sent = workflows.start(ctx, kind, recipient, body, seal=self._seal(seal), request=request)
+        return self._sent(sent)
 
-    @rpc(expected_exceptions=CALLER_ERRORS)
-    def answer(self, message_id, kind, body, seal=None):
+    @control_rpc(expected_exceptions=CALLER_ERRORS)
+    def answer(self, message_id, kind, body, seal=None, request_id=None):
         """Answer a message this node holds, to its other party."""
-        return self._sent(workflows.reply(self.context(), message_id, kind, body, seal=self._seal(seal)))
+        return self._sent(workflows.reply(self.context(), message_id, kind, body, seal=self._seal(seal),
+                                          request=self._request("answer", request_id)))
 
-    @rpc(expected_exceptions=CALLER_ERRORS)
-    def close_referral(self, referral_id, recipient, body, seal=None):
+    @control_rpc(expected_exceptions=CALLER_ERRORS)
+    def close_referral(self, referral_id, recipient, body, seal=None, request_id=None):
         """Close a referral; the body must give the reason (撤销和关闭必须注明原因)."""
         return self._sent(workflows.follow_up(self.context(), referral_id, CLOSURE, body, [recipient],
-                                              seal=self._seal(seal)))
+                                              seal=self._seal(seal),
+                                              request=self._request("close_referral", request_id)))
 
-    @rpc(expected_exceptions=CALLER_ERRORS)
-    def withdraw(self, referral_id, recipient, body, seal=None):
+    @control_rpc(expected_exceptions=CALLER_ERRORS)
+    def withdraw(self, referral_id, recipient, body, seal=None, request_id=None):
         """Withdraw what this node sent; the body must give the reason."""
         return self._sent(workflows.follow_up(self.context(), referral_id, WITHDRAWAL, body, [recipient],
-                                              seal=self._seal(seal)))
+                                              seal=self._seal(seal),
+                                              request=self._request("withdraw", request_id)))
 
     # -- views ----------------------------------------------------------------------------------
-    @rpc
+    @control_rpc
     def inbox(self, kind=None, status=None, limit=50):
         return queries.inbox(self.context(), kind=kind, status=status, limit=limit)
 
-    @rpc
+    @control_rpc
     def outbox(self, states=None):
         return queries.outbox(self.context(), states)
 
-    @rpc
+    @control_rpc
     def quarantine(self, limit=50):
         return queries.quarantined(self.context(), limit)
 
-    @rpc
+    @control_rpc
     def referral(self, referral_id):
         return queries.referral(self.context(), referral_id)
 
-    @rpc
+    @control_rpc
     def trace(self, referral_id):
         return queries.trace(self.context(), referral_id)
 
-    @rpc
+    @control_rpc
     def audit_chain(self):
         return queries.audit_chain(self.context())
 
-    @rpc
+    @control_rpc
     def relay_now(self):
         report = self.flush_outbox()
         return report.__dict__ if report else None

@@ -7,16 +7,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from eventlet.semaphore import Semaphore
-from kombu import Connection
 from nameko.extensions import DependencyProvider
 
 from adapters.storage.store import Store
 from adapters.transport.publisher import EnvelopePublisher
+from adapters.transport.topology import check_provisioned
 from services import config as c
 from services import settings
 from services.handlers.context import DeliveryPolicy
 from services.protocol.compose import Composer
 from services.protocol.verify import Verifier
+
+from .entrypoints import BUS_CONNECTION_KEY, BUS_USER_KEY, CALL_ID_KEY
 
 
 def utc_now() -> datetime:
@@ -96,15 +98,27 @@ class TransportApi:
 
 
 class NodeTransport(DependencyProvider):
-    """Declares the topology at start-up and publishes with confirms and mandatory routing."""
+    """The node's side of the bus, with the agency's own bus account: checks at start-up that
+    the bus operator provisioned its queue (it may declare nothing itself), and publishes with
+    confirms, mandatory routing and its broker user in ``user_id``."""
 
     def setup(self):
         config = self.container.config
         self.topology = settings.topology(config)
-        with Connection(config[c.AMQP_URI]) as connection:
-            self.topology.declare(connection)
-        self.publisher = EnvelopePublisher(config[c.AMQP_URI], self.topology)
+        bus_uri = config[BUS_CONNECTION_KEY]
+        check_provisioned(bus_uri, self.topology, self.container.service_name)
+        self.publisher = EnvelopePublisher(bus_uri, self.topology, config[BUS_USER_KEY])
         self.api = TransportApi(self.publisher.publish, Semaphore())
+
+    def stop(self):
+        self.publisher.close()
 
     def get_dependency(self, worker_ctx) -> TransportApi:
         return self.api
+
+
+class CallerRequest(DependencyProvider):
+    """The request id of the RPC being served (its AMQP correlation id), or None."""
+
+    def get_dependency(self, worker_ctx) -> str | None:
+        return (worker_ctx.context_data or {}).get(CALL_ID_KEY)

@@ -4,43 +4,44 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 
-from adapters.transport.serializer import nameko_serializer_config
 from services import config as c
 from services import settings
 from services.handlers import workflows
 
 from .base import CALLER_ERRORS, AgencyNode
 from .dependencies import Clock
-from .entrypoints import consume_envelopes
+from .entrypoints import BUS_CONNECTION_KEY, BUS_USER_KEY, BUS_USERS_KEY, consume_envelopes, control_rpc
 from .roles import FOLLOW_UP, REFER, REPLY, ROLE_ACTIONS, START, Action
 
 
 def _role_method(action: Action):
     if action.mode == REFER:
-        def method(self, body, recipient=None, seal=None):
+        def method(self, body, recipient=None, seal=None, request_id=None):
             recipient = recipient or action.recipients[0]
-            return self._sent(workflows.refer_clue(self.context(), body, recipient, seal=self._seal(seal)))
+            return self._sent(workflows.refer_clue(self.context(), body, recipient, seal=self._seal(seal),
+                                                   request=self._request(action.name, request_id)))
     elif action.mode == START:
-        def method(self, body, recipient=None, seal=None):
+        def method(self, body, recipient=None, seal=None, request_id=None):
             recipient = recipient or action.recipients[0]
-            return self._sent(workflows.start(self.context(), action.kind, recipient, body, seal=self._seal(seal)))
+            return self._sent(workflows.start(self.context(), action.kind, recipient, body, seal=self._seal(seal),
+                                              request=self._request(action.name, request_id)))
     elif action.mode == REPLY:
-        def method(self, message_id, body, seal=None):
-            return self._sent(workflows.reply(self.context(), message_id, action.kind, body, seal=self._seal(seal)))
+        def method(self, message_id, body, seal=None, request_id=None):
+            return self._sent(workflows.reply(self.context(), message_id, action.kind, body, seal=self._seal(seal),
+                                              request=self._request(action.name, request_id)))
     elif action.mode == FOLLOW_UP:
-        def method(self, referral_id, body, recipients=None, in_reply_to=None, seal=None):
+        def method(self, referral_id, body, recipients=None, in_reply_to=None, seal=None, request_id=None):
             return self._sent(workflows.follow_up(self.context(), referral_id, action.kind, body,
                                                   recipients or action.default_recipients(body),
-                                                  in_reply_to=in_reply_to,
-                                                  seal=self._seal(seal)))
+                                                  in_reply_to=in_reply_to, seal=self._seal(seal),
+                                                  request=self._request(action.name, request_id)))
     else:  # pragma: no cover - the table is checked by tests
         raise ValueError(f"unknown action mode {action.mode!r}")
     method.__name__ = action.name
     method.__doc__ = f"{action.doc} Sends {action.kind} ({action.mode})."
-    return rpc(expected_exceptions=CALLER_ERRORS)(method)
+    return control_rpc(expected_exceptions=CALLER_ERRORS)(method)
 
 
 def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
@@ -59,7 +60,7 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     attributes = {
         "name": agency,
         "__doc__": f"The {agency} node.",
-        "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_envelope),
+        "on_envelope": consume_envelopes(topology.queue(agency))(on_envelope),
         "relay_outbox": timer(interval=interval)(relay_outbox),
     }
     if clock is not None:
@@ -70,8 +71,17 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     return type(class_name, (AgencyNode,), attributes)
 
 
-def container_config(config: Mapping) -> dict:
-    """Our configuration plus what Nameko needs: envelope bytes carried untouched, and the
-    address of the office's HTTP gateway."""
-    return {**config, **nameko_serializer_config(),
+def container_config(config: Mapping, agency: str, credentials=None) -> dict:
+    """What ``agency``'s Nameko container runs with: our configuration, its control plane as
+    Nameko's AMQP_URI (RPC, timers), its bus connection for envelopes, the bus user names of
+    every agency (to tell who published a delivery), and the office's HTTP address.
+
+    The URIs hold the agency's broker passwords: this dict is never logged or printed."""
+    names = settings.broker_names(config)
+    credentials = credentials or settings.credential_store(config).load(agency)
+    return {**config,
+            "AMQP_URI": settings.control_uri(config, agency, credentials),
+            BUS_CONNECTION_KEY: settings.bus_uri(config, agency, credentials),
+            BUS_USER_KEY: credentials.bus.user,
+            BUS_USERS_KEY: {names.bus_user(a): a for a in c.agency_codes(config)},
             "WEB_SERVER_ADDRESS": config.get(c.OFFICE, {}).get(c.HTTP_ADDRESS, "127.0.0.1:8000")}

@@ -258,6 +258,9 @@ header.top h1{margin:0;font-size:1.35rem;font-weight:600}
 header.top .sub{margin-top:4px;opacity:.9;font-size:.9rem}
 header.top a{color:#fff}
 header.top .en{color:#c9d8ec}
+header.top form.logout{float:right;margin:2px 0 0 16px}
+header.top form.logout button{padding:4px 12px;font-size:.85rem;color:#fff;background:transparent;
+border:1px solid #c9d8ec;border-radius:6px;cursor:pointer}
 main{max-width:1600px;margin:0 auto;padding:16px 24px 40px}
 section.card{background:var(--card);border:1px solid var(--line);border-radius:8px;
 padding:14px 18px 18px;margin:16px 0}
@@ -343,8 +346,11 @@ _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SEARCH_JS.encode("utf-8")).diges
 # Nothing may be loaded from anywhere: no external resource, only our own inline script.
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    f"script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; form-action 'none'"
+    f"script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; form-action 'self'"
 )
+# Every page can end the session (the office's POST /logout; the only form on these pages).
+_LOGOUT = ('<form class="logout" method="post" action="/logout">'
+           '<button type="submit" data-testid="logout">退出登录 Log out</button></form>')
 
 
 def _page(title: str, header: str, body: str, *, script: bool = False) -> str:
@@ -356,7 +362,7 @@ def _page(title: str, header: str, body: str, *, script: bool = False) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{_e(_CSP)}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f'<header class="top">{header}</header>\n<main>\n{body}\n</main>\n{js}</body>\n</html>\n'
+        f'<header class="top">{_LOGOUT}{header}</header>\n<main>\n{body}\n</main>\n{js}</body>\n</html>\n'
     )
 
 

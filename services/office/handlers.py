@@ -45,31 +45,36 @@ class OfficeContext:
 
 
 # -- observing ---------------------------------------------------------------------------------
-def observe(ctx: OfficeContext, raw: bytes) -> dict:
+def observe(ctx: OfficeContext, message: bytes | receiving.Delivery) -> dict:
+    """Record a message seen on the bus (a Delivery, checked against its transport facts too,
+    or bytes handed over in process)."""
     node = ctx.node
     now = node.clock()
+    delivery = message if isinstance(message, receiving.Delivery) else None
+    raw = delivery.raw if delivery else message
     try:
-        verified = node.verifier.verify(raw, check_freshness=False)
-        envelope, body, sealed, problem = verified.envelope, verified.plain_body, verified.sealed, None
+        verified = node.verifier.verify(raw, check_freshness=False,
+                                        transport=delivery.transport if delivery else None)
+        envelope, facts, sealed, problem = verified.envelope, verified.facts, verified.sealed, None
     except Rejection as rejection:
         if rejection.envelope is None:
             with node.store.transaction() as repo:
                 outcome = receiving.quarantine(repo, raw, rejection.rule, rejection.detail, now)
             return {"status": outcome.status, "rule": outcome.rule}
-        envelope, body, problem = rejection.envelope, None, rejection.rule
+        envelope, facts, problem = rejection.envelope, {}, rejection.rule
         sealed = envelope.get("body_encoding") == "sealed"
-    message = ObservedMessage(
+    observed = ObservedMessage(
         message_id=envelope["message_id"], kind=envelope["kind"], sender=envelope["sender"],
         recipient=envelope["recipient"], referral_id=envelope["referral_id"],
         in_reply_to=envelope["in_reply_to"], sent_at=parse_timestamp(envelope["sent_at"]),
-        observed_at=now, sealed=sealed, facts=facts_of(envelope["kind"], body))
+        observed_at=now, sealed=sealed, facts=facts)
     with node.store.transaction() as repo:
-        fresh = ctx.tracker.observe(repo.session, message, sha256=message_sha256(raw), problem=problem)
-    result = {"status": "observed" if fresh else "duplicate", "kind": message.kind, "message_id": message.message_id,
-              "referral_id": message.referral_id, "rule": problem}
-    if message.recipient == ctx.agency and message.kind == RECEIPT:
+        fresh = ctx.tracker.observe(repo.session, observed, sha256=message_sha256(raw), problem=problem)
+    result = {"status": "observed" if fresh else "duplicate", "kind": observed.kind,
+              "message_id": observed.message_id, "referral_id": observed.referral_id, "rule": problem}
+    if observed.recipient == ctx.agency and observed.kind == RECEIPT:
         # A receipt for one of our urges: record it like any node would.
-        result["receipt"] = receiving.receive(node, raw).status
+        result["receipt"] = receiving.receive(node, message).status
     return result
 
 
@@ -115,7 +120,8 @@ def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> d
                 "subject_message_id": row.start_message_id,
                 "note": f"{row.rule} for referral {row.referral_id} was due {format_timestamp(row.due_at)}; "
                         f"please act and answer {row.counterpart}."}
-        signed = ctx.node.composer.compose(URGE, row.late_agency, body, referral_id=row.referral_id, sent_at=now)
+        signed = ctx.node.composer.compose(URGE, row.late_agency, body, referral_id=row.referral_id, sent_at=now,
+                                           seal=ctx.node.seal)
         row.urged_at, row.urge_message_id = now, signed.message_id
     elif level == ESCALATE:
         if row.escalated_at is not None:
@@ -133,7 +139,7 @@ def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> d
                                f"at {format_timestamp(row.urged_at)}; please supervise.",
                 "reasons": [f"{row.rule} due {format_timestamp(row.due_at)}, overdue by {overdue // 3600} h"]}
         signed = ctx.node.composer.compose(SUPERVISION_NOTICE, ESCALATION_TARGET, body,
-                                           referral_id=row.referral_id, sent_at=now)
+                                           referral_id=row.referral_id, sent_at=now, seal=ctx.node.seal)
         row.escalated_at, row.escalation_message_id = now, signed.message_id
     else:  # pragma: no cover
         raise ValueError(level)

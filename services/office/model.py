@@ -2,9 +2,8 @@
 and close. Plain data; the office never keeps personal data from bodies.
 
 An ObservedMessage holds the envelope's signed metadata plus, when the body was readable
-(not sealed), a few NON-PERSONAL facts listed in ``FACT_FIELDS`` (a decision, an outcome,
-amounts of money). Sealed bodies give no facts: the office still tracks every deadline,
-but cannot tell, say, "filed" from "not filed".
+(not sealed), or from the signed facts that a sealed body carries in the clear, the
+NON-PERSONAL facts listed in ``FACT_FIELDS`` (a decision, an outcome, amounts of money).
 """
 
 from __future__ import annotations
@@ -13,27 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping
 
-# Non-personal body fields the office may keep, per kind.
-FACT_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "clue_transfer": ("clue_no", "category", "amount_involved_fen", "team_reported_at", "approved_at"),
-    "filing_decision": ("decision",),
-    "reconsideration_decision": ("outcome",),
-    "case_transfer": ("direction", "amount_involved_fen"),
-    "prosecution_decision": ("decision",),
-    "judgment": ("effective", "amount_to_recover_fen", "fine_fen"),
-    "handling_result": ("result", "amount_recovered_fen", "fine_fen"),
-    "receipt": ("status",),
-    "closure": ("outcome", "amount_recovered_fen"),
-    "reward_payment": ("reward_fen",),
-    "urge": ("step", "level"),
-    "supervision_notice": ("subject",),
-}
-
-
-def facts_of(kind: str, body: Mapping | None) -> dict:
-    if not body:
-        return {}
-    return {name: body[name] for name in FACT_FIELDS.get(kind, ()) if name in body}
+# The non-personal facts the office may keep are the protocol's (schemas/facts.py): read from
+# a plain body, or from the signed facts a sealed body carries in the clear.
+from schemas.facts import FACT_FIELDS, facts_of  # noqa: E402,F401  (re-exported)
 
 
 @dataclass(frozen=True)

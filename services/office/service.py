@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import wraps
 from typing import Mapping
 
+from nameko.constants import WEB_SERVER_CONFIG_KEY
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
@@ -21,10 +22,11 @@ from services import settings
 from services.handlers.context import NodeContext
 from services.nodes.base import AgencyNode
 from services.nodes.dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
-from services.nodes.entrypoints import consume_envelopes
+from services.nodes.entrypoints import consume_envelopes, control_rpc
 
 from . import dashboard, handlers
 from .calendar import Calendar
+from .login import LoginApi, login_api
 from .rules import load_rules
 from .tracking import Tracker
 
@@ -67,13 +69,40 @@ class OfficeRules(DependencyProvider):
         return self.api
 
 
+class OfficeLogin(DependencyProvider):
+    """The staff accounts (``OFFICE.ACCOUNTS_FILE``) and the sessions of the HTTP gateway, one
+    set per office. Refuses to start the office when the file is refused, or when the gateway
+    would listen beyond loopback with no account."""
+
+    def setup(self):
+        config = self.container.config
+        # Nameko's WebServer binds to WEB_SERVER_ADDRESS, with this default.
+        self.api = login_api(config, config.get(WEB_SERVER_CONFIG_KEY, "0.0.0.0:8000"))
+
+    def get_dependency(self, worker_ctx) -> LoginApi:
+        return self.api
+
+
+def _logged_in(route):
+    """Answers a request without a valid session with ``LoginApi.refusal`` (401 JSON for the
+    API, a redirect to the login page for the dashboard) instead of calling the route."""
+    @wraps(route)
+    def guarded(self, request, *args, **kwargs):
+        return self.login.refusal(request) or route(self, request, *args, **kwargs)
+    return guarded
+
+
+# Pages and data that need a login are never to be kept by a browser or a proxy.
+_PRIVATE = {"Cache-Control": "no-store"}
+
+
 def _json(data, status: int = 200) -> Response:
     return Response(json.dumps(data, ensure_ascii=False, indent=1), status=status,
-                    mimetype="application/json")
+                    mimetype="application/json", headers=_PRIVATE)
 
 
 def _html(text: str, status: int = 200) -> Response:
-    return Response(text, status=status, mimetype="text/html")
+    return Response(text, status=status, mimetype="text/html", headers=_PRIVATE)
 
 
 class JointOfficeBase:
@@ -84,19 +113,20 @@ class JointOfficeBase:
     transport = NodeTransport()
     clock = Clock()
     rules = OfficeRules()
+    login = OfficeLogin()
 
     # The outbox relay is the agency node's, unchanged: urges are ordinary signed messages.
     flush_outbox = AgencyNode.flush_outbox
 
     def context(self) -> handlers.OfficeContext:
         p = self.protocol
-        node = NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy)
+        node = NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy, p.seal_by_default)
         return handlers.OfficeContext(node, self.rules.tracker, self.rules.warn_before,
                                       self.rules.escalate_after, list(self.agencies))
 
-    def handle_traffic(self, raw: bytes) -> dict:
+    def handle_traffic(self, delivery) -> dict:
         ctx = self.context()
-        result = handlers.observe(ctx, raw)
+        result = handlers.observe(ctx, delivery)
         if result.get("receipt"):
             self.flush_outbox(ctx.node)
         return result
@@ -119,30 +149,43 @@ class JointOfficeBase:
         return period_from, period_to
 
     # -- RPC ------------------------------------------------------------------------------------
-    @rpc
+    @control_rpc
     def overdue(self, as_of=None):
         return handlers.overdue(self.context(), self._as_of(as_of))
 
-    @rpc(expected_exceptions=ValueError)
+    @control_rpc(expected_exceptions=ValueError)
     def stats(self, period_from=None, period_to=None, as_of=None):
         moment = self._as_of(as_of)
         start, end = self._period(period_from, period_to, moment)
         return handlers.statistics(self.context(), start, end, moment).to_json()
 
-    @rpc
+    @control_rpc
     def referrals(self, query=None):
         return handlers.referrals(self.context(), self.clock(), query)
 
-    @rpc
+    @control_rpc
     def timeline(self, referral_id):
         return handlers.timeline(self.context(), referral_id, self.clock())
 
-    @rpc
+    @control_rpc
     def scan_now(self):
         return self.act()
 
-    # -- HTTP: a JSON API and the dashboard ------------------------------------------------------
+    # -- HTTP: logging in, a JSON API and the dashboard (all but /login and /logout need a session)
+    @http("GET", "/login")
+    def page_login(self, request):
+        return self.login.form(request)
+
+    @http("POST", "/login")
+    def post_login(self, request):
+        return self.login.log_in(request)
+
+    @http("POST", "/logout")
+    def post_logout(self, request):
+        return self.login.log_out(request)
+
     @http("GET", "/api/overdue")
+    @_logged_in
     def api_overdue(self, request):
         try:
             return _json(handlers.overdue(self.context(), self._as_of(request.args.get("as_of"))))
@@ -150,6 +193,7 @@ class JointOfficeBase:
             return _json({"error": str(exc)}, 400)
 
     @http("GET", "/api/stats")
+    @_logged_in
     def api_stats(self, request):
         try:
             moment = self._as_of(request.args.get("as_of"))
@@ -159,15 +203,18 @@ class JointOfficeBase:
         return _json(handlers.statistics(self.context(), start, end, moment).to_json())
 
     @http("GET", "/api/referrals")
+    @_logged_in
     def api_referrals(self, request):
         return _json(handlers.referrals(self.context(), self.clock(), request.args.get("q")))
 
     @http("GET", "/api/referrals/<string:referral_id>")
+    @_logged_in
     def api_timeline(self, request, referral_id):
         found = handlers.timeline(self.context(), referral_id, self.clock())
         return _json(found) if found else _json({"error": f"no referral {referral_id}"}, 404)
 
     @http("GET", "/dashboard")
+    @_logged_in
     def page_dashboard(self, request):
         ctx = self.context()
         now = self.clock()
@@ -178,6 +225,7 @@ class JointOfficeBase:
             referrals=handlers.referrals(ctx, now)))
 
     @http("GET", "/dashboard/referrals/<string:referral_id>")
+    @_logged_in
     def page_referral(self, request, referral_id):
         now = self.clock()
         found = handlers.timeline(self.context(), referral_id, now)
@@ -193,8 +241,8 @@ def build_office_service(config: Mapping, *, clock=None) -> type:
     topology = settings.topology(config)
     office = config[c.OFFICE]
 
-    def on_traffic(self, raw):
-        return self.handle_traffic(raw)
+    def on_traffic(self, delivery):
+        return self.handle_traffic(delivery)
 
     def scan(self):
         self.act()
@@ -204,7 +252,7 @@ def build_office_service(config: Mapping, *, clock=None) -> type:
 
     attributes = {
         "agencies": tuple(a for a in c.agency_codes(config) if a not in c.observer_codes(config)),
-        "on_envelope": consume_envelopes(topology.queue(agency), requeue_on_error=True)(on_traffic),
+        "on_envelope": consume_envelopes(topology.queue(agency))(on_traffic),
         "scan": timer(interval=float(office[c.SCAN_INTERVAL_SECONDS]))(scan),
         # Urges are ordinary outbox messages: published, resent without a receipt, like any node's.
         "relay_outbox": timer(interval=float(config[c.DELIVERY][c.RELAY_INTERVAL_SECONDS]))(relay_outbox),

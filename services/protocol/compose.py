@@ -15,6 +15,7 @@ from adapters.crypto.signing import Signer
 from adapters.crypto.timestamps import format_timestamp
 from schemas.envelope import PLAIN, PROTOCOL, SEAL_ALGORITHM, SEALED, EnvelopeSchema
 from schemas.exceptions import EnvelopeInvalid, SchemaError
+from schemas.facts import facts_of
 from schemas.registry import dump_body, latest_version, summarise_messages
 from schemas.routes import RouteTable
 
@@ -94,7 +95,7 @@ class Composer:
             "sent_at": format_timestamp(sent_at),
             "sender_key_id": self.signer.key_id,
             "body_encoding": SEALED if seal else PLAIN,
-            "body": self._seal(wire_body, recipient, sent_at) if seal else wire_body,
+            "body": self._seal(kind, wire_body, recipient, sent_at) if seal else wire_body,
         }
         envelope["body_sha256"] = body_sha256(envelope["body"])
         # Never sign what every receiver would refuse (a referral id that is not a UUID, ...).
@@ -105,7 +106,7 @@ class Composer:
         envelope = sign_envelope(envelope, self.signer)
         return SignedMessage(encode(envelope), envelope, wire_body)
 
-    def _seal(self, wire_body: dict, recipient: str, at: datetime) -> dict:
+    def _seal(self, kind: str, wire_body: dict, recipient: str, at: datetime) -> dict:
         if self.box_key is None:
             raise ComposeError("body.sealed", f"{self.agency} has no box key to seal with")
         try:
@@ -120,4 +121,6 @@ class Composer:
             "recipient_box_key_id": recipient_key_id,
             "nonce": nonce,
             "ciphertext": ciphertext,
+            # In the clear, signed: what the joint office needs, never personal data (§11.4).
+            "facts": facts_of(kind, wire_body),
         }

@@ -19,11 +19,13 @@ from adapters.crypto.sealing import BoxKey
 from adapters.crypto.signing import verify_signature
 from schemas.envelope import PROTOCOL, SEALED, EnvelopeSchema
 from schemas.exceptions import (EnvelopeInvalid, SchemaError, UnknownAgency, UnsupportedProtocol)
+from schemas.facts import facts_of
 from schemas.registry import body_schema, load_body, summarise_messages
 from schemas.routes import RouteTable
 
 from .exceptions import Rejection
 from .signing_input import body_sha256, message_sha256, signing_input
+from .transport import CONTENT_TYPE, TransportFacts
 
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 _ENVELOPE_SCHEMA = EnvelopeSchema()  # schemas are costly to build and safe to share
@@ -39,6 +41,9 @@ class VerifiedMessage:
     body: dict | None       # loaded through its schema; None when sealed for someone else
     sealed: bool
     plain_body: dict | None  # the body's wire form (opened when sealed for us); None if unreadable
+    # The kind's non-personal facts: from the readable body, or (sealed for someone else) the
+    # signed facts the sealed object carries in the clear.
+    facts: dict | None = None
 
     def __getattr__(self, name):
         # Envelope metadata read as attributes: message.kind, message.sender, ...
@@ -68,8 +73,13 @@ class Verifier:
         self.clock = clock
 
     def verify(self, raw: bytes, *, expected_recipient: str | None = None,
-               check_freshness: bool = True, now: datetime | None = None) -> VerifiedMessage:
-        envelope, sent_at = self._parse(raw)
+               check_freshness: bool = True, now: datetime | None = None,
+               transport: TransportFacts | None = None) -> VerifiedMessage:
+        """``transport``: what the bus said about the delivery (content type, the agency whose
+        account published it); None for bytes that did not come off the bus (a stored
+        message re-verified, a test vector)."""
+        raw = _as_bytes(raw)
+        envelope, sent_at = self._parse(raw, transport)
         self._authenticate(envelope, sent_at)
         # From here on the sender is authenticated: a rejection carries the envelope so the
         # receiver can answer it with a signed rejection receipt.
@@ -81,15 +91,23 @@ class Verifier:
         except Rejection as rejection:
             rejection.envelope = envelope
             raise
-        return VerifiedMessage(raw, message_sha256(raw), envelope, sent_at, body,
-                               envelope["body_encoding"] == SEALED, plain_body)
+        sealed = envelope["body_encoding"] == SEALED
+        facts = facts_of(envelope["kind"], plain_body) if plain_body is not None else \
+            dict(envelope["body"].get("facts") or {}) if sealed else {}
+        return VerifiedMessage(raw, message_sha256(raw), envelope, sent_at, body, sealed, plain_body, facts)
 
     # -- before authentication -------------------------------------------------
-    def _parse(self, raw: bytes) -> tuple[dict, datetime]:
+    def _parse(self, raw: bytes, transport: TransportFacts | None) -> tuple[dict, datetime]:
         """The envelope as sent (wire values, which the signature covers) and its sent_at."""
+        if not raw:
+            raise Rejection("message.empty", "the message has no bytes", authenticated=False)
         if len(raw) > self.max_message_bytes:
             raise Rejection("message.oversized",
                             f"message is {len(raw)} bytes; the limit is {self.max_message_bytes}",
+                            authenticated=False)
+        if transport is not None and transport.content_type != CONTENT_TYPE:
+            raise Rejection("transport.content_type",
+                            f"content type {transport.content_type!r} is not {CONTENT_TYPE!r}",
                             authenticated=False)
         try:
             envelope = strict_loads(raw)
@@ -106,6 +124,14 @@ class Verifier:
         except ValidationError as exc:
             raise Rejection(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(exc.messages)}",
                             authenticated=False, messages=exc.messages) from None
+        if transport is not None and transport.publisher != envelope["sender"]:
+            # The broker checked who published it (AMQP user_id); a signature alone could be a
+            # copy of another agency's message, replayed by whoever holds it.
+            by = f"{transport.user_id!r}" if transport.user_id else "no user_id"
+            raise Rejection("transport.sender_mismatch",
+                            f"sender {envelope['sender']} but published by {by}"
+                            f"{'' if transport.publisher is None else ' (' + transport.publisher + ')'}",
+                            authenticated=False)
         return envelope, loaded["sent_at"]
 
     def _authenticate(self, envelope: dict, sent_at: datetime) -> None:
@@ -156,9 +182,16 @@ class Verifier:
                 return None, None  # sealed for someone else: metadata only
             body = self._open(envelope, sent_at)
         try:
-            return body, load_body(envelope["kind"], envelope["schema_version"], body)
+            loaded = load_body(envelope["kind"], envelope["schema_version"], body)
         except SchemaError as exc:
             raise Rejection.from_error(exc, authenticated=True) from None
+        if envelope["body_encoding"] == SEALED and "facts" in envelope["body"]:
+            expected = facts_of(envelope["kind"], body)
+            if envelope["body"]["facts"] != expected:
+                raise Rejection("body.facts_mismatch",
+                                f"the sealed body's facts {envelope['body']['facts']} are not the body's "
+                                f"{expected}", authenticated=True)
+        return body, loaded
 
     def _open(self, envelope: dict, sent_at: datetime) -> dict:
         sealed = envelope["body"]
@@ -177,3 +210,14 @@ class Verifier:
         except CryptoError as exc:
             raise Rejection.from_error(exc, authenticated=True) from None
         return body
+
+
+def _as_bytes(raw) -> bytes:
+    """Every byte string gets a typed answer: bytes-like values are taken as their bytes;
+    anything else is no message at all."""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, (bytearray, memoryview)):
+        return bytes(raw)
+    raise Rejection("message.not_bytes", f"a message is bytes, not {type(raw).__name__}",
+                    authenticated=False)

@@ -12,6 +12,8 @@ Fixture contract (the tests rely on nothing else):
 
   with at least one overdue item, at least two referrals, and a timeline for every referral.
 - ``dashboard_url`` returns the base URL (no trailing slash) of the office's HTTP gateway.
+- ``office_account`` returns ``(name, password)`` of a staff account of that office; every
+  page and API route but ``/login`` needs a session, made by logging in with it.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from kombu import Connection
 
 from adapters.crypto.keys import initialise_key_directory
 from adapters.crypto.timestamps import format_timestamp
 from services import config as c
-from services import settings
+from services import provisioning
 from services.demo import story
 from services.office import handlers
+from services.office.accounts import accounts_file
 from services.office.service import OFFICE_NAME, build_office_service
 from services.nodes.factory import container_config
 from services.runner import office_context, offline_context
@@ -51,8 +53,14 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 
+# The shared test broker and its administrator (who provisions the test's bus).
+BROKER_ADDRESS = "127.0.0.1:5672"
+MANAGEMENT_URI = "http://guest:guest@127.0.0.1:15672/"
+
 # Tuesday 2026-11-24, 16:00 in Shanghai.
 AS_OF = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+
+OFFICE_ACCOUNT = ("wang.li", "browser-test password 2026")
 
 
 def _free_port() -> int:
@@ -117,14 +125,20 @@ def _fill(config, clock: FakeClock) -> None:
 
 @pytest.fixture(scope="session")
 def office_node(tmp_path_factory):
-    """The real office service, on a fixed clock, with its own exchange names on the broker."""
+    """The real office service, on a fixed clock, on a bus of its own on the broker (its own
+    virtual hosts and accounts, made by ``cluebus broker setup``'s code and removed after)."""
     from nameko.containers import ServiceContainer
 
     base = tmp_path_factory.mktemp("office")
     run = uuid.uuid4().hex[:8]
     environ = {"CLUEBUS_DATA_DIR": str(base / "data"), "CLUEBUS_KEYS_DIR": str(base / "keys"),
-               "CLUEBUS_EXCHANGE": f"cluebus.browser-{run}", "CLUEBUS_DEAD_LETTER_EXCHANGE": f"cluebus.browser-{run}.dlx",
+               "CLUEBUS_BUS_URI": f"amqp://{BROKER_ADDRESS}/browser-{run}",
+               "CLUEBUS_CONTROL_URI": f"amqp://{BROKER_ADDRESS}/browser-{run}.{{agency}}.control",
+               "CLUEBUS_BROKER_USER_PREFIX": f"browser-{run}.",
+               "CLUEBUS_CREDENTIALS_DIR": str(base / "credentials"),
+               "CLUEBUS_BROKER_ADMIN_URI": MANAGEMENT_URI,
                "CLUEBUS_OFFICE_HTTP": f"127.0.0.1:{_free_port()}",
+               "CLUEBUS_OFFICE_ACCOUNTS_FILE": str(base / "office-accounts.yaml"),
                # The test acts on due steps itself; the timer must not change the pages meanwhile.
                "CLUEBUS_OFFICE_SCAN_SECONDS": "3600",
                # Nor may its relay publish the urges (they would come back as new events).
@@ -134,15 +148,19 @@ def office_node(tmp_path_factory):
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=365),
                              now=AS_OF - timedelta(days=90))
     _fill(config, clock)
+    accounts_file(config).add(*OFFICE_ACCOUNT)
     clock.now = AS_OF
-    container = ServiceContainer(build_office_service(config, clock=clock), container_config(config))
-    container.start()
+    provisioning.setup(config)
     try:
-        yield config, clock
+        container = ServiceContainer(build_office_service(config, clock=clock),
+                                     container_config(config, "joint_office"))
+        container.start()
+        try:
+            yield config, clock
+        finally:
+            container.stop()
     finally:
-        container.stop()
-        with Connection(config[c.AMQP_URI]) as connection:
-            settings.topology(config).delete(connection)
+        provisioning.remove(config)
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +182,11 @@ def dashboard_sample(office_node) -> dict:
 def dashboard_url(office_node) -> str:
     config, _ = office_node
     return f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}"
+
+
+@pytest.fixture(scope="session")
+def office_account(office_node) -> tuple[str, str]:
+    return OFFICE_ACCOUNT
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
 """The office dashboard as a person sees it in a real (headless) browser.
 
 Written against the fixture contract in conftest.py only: ``dashboard_url`` serves
-``/dashboard`` and ``/dashboard/referrals/<id>`` for the data ``dashboard_sample`` returns.
+``/dashboard`` and ``/dashboard/referrals/<id>`` for the data ``dashboard_sample`` returns,
+to a browser logged in through ``/login`` with ``office_account``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -18,6 +20,23 @@ from services.office.dashboard import AGENCY_NAMES
 pytestmark = pytest.mark.browser
 
 WAIT = 10
+
+
+def _path(browser) -> str:
+    return urlsplit(browser.current_url).path
+
+
+@pytest.fixture(autouse=True)
+def logged_in(browser, dashboard_url, office_account):
+    """Every test starts logged in: through the login page, the first time (the browser keeps
+    its session cookie from one test to the next)."""
+    browser.get(f"{dashboard_url}/dashboard")
+    if _path(browser) == "/login":
+        name, password = office_account
+        browser.find_element(By.ID, "name").send_keys(name)
+        browser.find_element(By.ID, "password").send_keys(password)
+        browser.find_element(By.ID, "login-submit").click()
+    WebDriverWait(browser, WAIT).until(lambda d: _path(d) == "/dashboard")
 
 
 def _open_dashboard(browser, dashboard_url):
@@ -143,3 +162,23 @@ def test_screenshots(browser, dashboard_url, dashboard_sample, tmp_path):
     for png in (dashboard_png, referral_png):
         data = png.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_login_page_refuses_a_wrong_password_then_logs_in_and_out(browser, dashboard_url, office_account):
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="logout"]').click()
+    WebDriverWait(browser, WAIT).until(lambda d: _path(d) == "/login")
+    # Logged out: the dashboard sends the browser to the login page, to come back after.
+    browser.get(f"{dashboard_url}/dashboard/referrals/no-such-referral")
+    WebDriverWait(browser, WAIT).until(lambda d: _path(d) == "/login")
+    name, password = office_account
+    browser.find_element(By.ID, "name").send_keys(name)
+    browser.find_element(By.ID, "password").send_keys(password + "-wrong")
+    browser.find_element(By.ID, "login-submit").click()
+    error = WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.CSS_SELECTOR, '[data-testid="login-error"]'))
+    assert "The name or the password is wrong." in error.text
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login-submit").click()
+    WebDriverWait(browser, WAIT).until(lambda d: _path(d) == "/dashboard/referrals/no-such-referral")
+    assert "Not found" in browser.find_element(By.TAG_NAME, "body").text
+    # The session cookie is not readable by scripts.
+    assert browser.execute_script("return document.cookie") == ""

@@ -1,5 +1,6 @@
-"""Integration fixtures: a real RabbitMQ (one virtual host per test, from nameko's
-``rabbit_config``), and every node on SQLite files or on its own real PostgreSQL database."""
+"""Integration fixtures: a real RabbitMQ with a bus provisioned for each test by our own
+``cluebus broker setup`` code (its own virtual hosts and per-agency accounts, removed after
+the test), and every node on SQLite files or on its own real PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from datetime import timedelta
 import eventlet
 import pytest
 import sqlalchemy
-from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_waiter, replace_dependencies
 
 from adapters.crypto.keys import initialise_key_directory
 from adapters.storage.store import Store
 from services import config as c
+from services import provisioning, settings
+from services.control_client import ControlClients
 from services.handlers.context import NodeContext
 from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
@@ -25,6 +27,11 @@ from services.runner import node_agencies, offline_context
 from tests.fixtures.keys import FakeClock
 
 POSTGRES_ADMIN_URL = "postgresql+pg8000://postgres@127.0.0.1:5432/postgres"
+BROKER_ADDRESS = "127.0.0.1:5672"
+# The administrator of the shared test broker: it provisions each test's bus, inspects queues
+# and plays outsiders. Nodes never use it: each agency has its own accounts.
+ADMIN_USER, ADMIN_PASSWORD = "guest", "guest"
+MANAGEMENT_URI = f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:15672/"
 
 
 def _postgres_admin():
@@ -71,13 +78,20 @@ class Bus:
     _contexts: dict = field(default_factory=dict)
     _stores: dict = field(default_factory=dict)
 
-    @property
-    def nameko_config(self) -> dict:
-        return container_config(self.config)
+    def nameko_config(self, agency: str) -> dict:
+        return container_config(self.config, agency)
 
     @property
     def amqp_uri(self) -> str:
-        return self.config[c.AMQP_URI]
+        """The test broker's administrator on this test's bus (to inspect and play outsiders)."""
+        return f"amqp://{ADMIN_USER}:{ADMIN_PASSWORD}@{BROKER_ADDRESS}/{settings.broker_names(self.config).bus_vhost}"
+
+    def bus_uri(self, agency: str) -> str:
+        """The bus with ``agency``'s own account."""
+        return settings.bus_uri(self.config, agency)
+
+    def bus_user(self, agency: str) -> str:
+        return settings.broker_names(self.config).bus_user(agency)
 
     def create(self, *agencies: str, fake_clock: bool = False):
         """Build nodes without starting them (to attach waiters before they consume)."""
@@ -86,7 +100,7 @@ class Bus:
                 raise RuntimeError(f"{agency} already has a container; stop it first")
             service = (build_office_service(self.config) if agency in c.observer_codes(self.config)
                        else build_node_service(agency, self.config))
-            container = self.container_factory(service, self.nameko_config)
+            container = self.container_factory(service, self.nameko_config(agency))
             if fake_clock:
                 replace_dependencies(container, clock=self.clock)
             self.containers[agency] = container
@@ -111,8 +125,9 @@ class Bus:
         fake-clock nodes sign, and the other way round, until the clock is moved far)."""
         self.clock.now = utc_now()
 
-    def rpc(self, timeout: float = 30):
-        return ClusterRpcProxy(self.nameko_config, timeout=timeout)
+    def rpc(self, timeout: float = 30) -> ControlClients:
+        """Each agency's control plane, with that agency's own control account."""
+        return ControlClients(self.config, timeout=timeout)
 
     def waiter(self, agency: str, *, kind: str | None = None, status: str | None = None,
                count: int = 1, timeout: float = 30):
@@ -163,10 +178,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def bus_broker_environ(tmp_path, run_id: str) -> dict:
+    """A bus of the test's own: virtual hosts and account names no other test shares."""
+    return {
+        "CLUEBUS_BUS_URI": f"amqp://{BROKER_ADDRESS}/t-{run_id}",
+        "CLUEBUS_CONTROL_URI": f"amqp://{BROKER_ADDRESS}/t-{run_id}.{{agency}}.control",
+        "CLUEBUS_BROKER_USER_PREFIX": f"t-{run_id}.",
+        "CLUEBUS_CREDENTIALS_DIR": str(tmp_path / "credentials"),
+        "CLUEBUS_BROKER_ADMIN_URI": MANAGEMENT_URI,
+    }
+
+
 @pytest.fixture
-def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -> Bus:
+def bus(tmp_path, database_url, container_factory, bus_environ) -> Bus:
     environ = {
-        "CLUEBUS_AMQP_URI": rabbit_config["AMQP_URI"],
+        **bus_broker_environ(tmp_path, uuid.uuid4().hex[:10]),
         "CLUEBUS_DATA_DIR": str(tmp_path / "data"),
         "CLUEBUS_KEYS_DIR": str(tmp_path / "keys"),
         "CLUEBUS_DATABASE_URL": database_url,
@@ -175,6 +201,7 @@ def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -
         "CLUEBUS_MAX_ATTEMPTS": "3",
         "CLUEBUS_OFFICE_SCAN_SECONDS": "0.2",
         "CLUEBUS_OFFICE_HTTP": f"127.0.0.1:{free_port()}",
+        "CLUEBUS_OFFICE_ACCOUNTS_FILE": str(tmp_path / "office-accounts.yaml"),
         **bus_environ,
     }
     config = c.load_config(environ=environ)
@@ -184,8 +211,13 @@ def bus(rabbit_config, tmp_path, database_url, container_factory, bus_environ) -
     valid_from = min(clock.now, utc_now()) - timedelta(days=1)
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=3650),
                              now=valid_from)
+    # The administrator keeps its rights on the test's virtual hosts, to inspect queues.
+    provisioning.setup(config, keep_admin_access=True)
     bus = Bus(config, container_factory, clock, environ)
     try:
         yield bus
     finally:
-        bus.close()
+        try:
+            bus.close()
+        finally:
+            provisioning.remove(config)

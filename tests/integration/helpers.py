@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from contextlib import contextmanager
@@ -17,8 +18,10 @@ from sqlalchemy import func, select
 from adapters.crypto.timestamps import format_timestamp
 from adapters.storage.repository import NodeRepository
 from adapters.storage.tables import AuditEntry, Message, OutboxEntry, QuarantineEntry
-from adapters.transport.serializer import CONTENT_ENCODING, CONTENT_TYPE
+from adapters.transport.publisher import EnvelopePublisher
+from services.protocol.transport import CONTENT_ENCODING, CONTENT_TYPE
 from schemas.envelope import PLAIN, PROTOCOL
+from services import config as c
 from services import settings
 from services.nodes.dependencies import utc_now
 from services.protocol.compose import encode, sign_envelope
@@ -39,14 +42,32 @@ def quarantine_queue_name(bus, agency: str) -> str:
     return topology(bus).quarantine_queue_name(agency)
 
 
-def publish_raw(bus, raw: bytes, routing_key: str, *, content_type: str = CONTENT_TYPE,
-                content_encoding: str = CONTENT_ENCODING) -> None:
-    """Publish exactly ``raw`` to the cluebus exchange (persistent, confirmed, mandatory), as
-    any AMQP client could, bypassing every node's outbox."""
-    publisher = Publisher(bus.amqp_uri, use_confirms=True, mandatory=True, delivery_mode=PERSISTENT,
-                          exchange=topology(bus).exchange)
+def claimed_sender(raw: bytes) -> str | None:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    sender = value.get("sender") if isinstance(value, dict) else None
+    return sender if isinstance(sender, str) else None
+
+
+def publish_raw(bus, raw: bytes, routing_key: str, *, as_agency: str | None = None,
+                content_type: str = CONTENT_TYPE, content_encoding: str = CONTENT_ENCODING,
+                user_id: str | None = None) -> None:
+    """Publish exactly ``raw`` to the bus exchange (persistent, confirmed, mandatory), as an
+    agency's own system could with that agency's bus account (by default the agency the bytes
+    claim as sender, when it is a configured one; else the broker's administrator, without a
+    user_id), bypassing every node's outbox."""
+    agency = as_agency or claimed_sender(raw)
+    if agency in c.agency_codes(bus.config):
+        uri, user_id = bus.bus_uri(agency), user_id or bus.bus_user(agency)
+    else:
+        uri = bus.amqp_uri
+    extra = {"user_id": user_id} if user_id else {}
+    publisher = Publisher(uri, use_confirms=True, mandatory=True, delivery_mode=PERSISTENT,
+                          exchange=topology(bus).exchange, declare=[])
     publisher.publish(raw, routing_key=routing_key, content_type=content_type,
-                      content_encoding=content_encoding)
+                      content_encoding=content_encoding, **extra)
 
 
 @contextmanager
@@ -57,6 +78,11 @@ def _channel(bus):
             yield channel
         finally:
             channel.close()
+
+
+def agency_publisher(bus, agency: str) -> EnvelopePublisher:
+    """The publisher a node of ``agency`` uses: its bus account, its user_id."""
+    return EnvelopePublisher(bus.bus_uri(agency), topology(bus), bus.bus_user(agency))
 
 
 def queue_depth(bus, queue: str) -> int:
@@ -124,12 +150,14 @@ class QueueWatch:
         self.bodies: list[bytes] = []
         self._stopping = False
         self._ready = eventlet.event.Event()
+        self._arrivals = eventlet.queue.Queue()
 
     def _run(self):
         with Connection(self.bus.amqp_uri) as connection:
             def on_message(message):
                 self.bodies.append(message.body)
                 message.ack()
+                self._arrivals.put(None)
                 if self.sink is not None:
                     self.sink.put(("queue", message.body))
             with Consumer(connection, queues=[self.queue], on_message=on_message):
@@ -148,6 +176,12 @@ class QueueWatch:
     def __exit__(self, *exc):
         self._stopping = True
         self._thread.wait()
+
+    def wait_for(self, predicate, timeout: float = 30):
+        """Until ``predicate(bodies)`` holds, woken by each message (no polling)."""
+        with eventlet.Timeout(timeout, exception=AssertionError("the watched queue never got what was awaited")):
+            while not predicate(self.bodies):
+                self._arrivals.get()
 
 
 def signed_envelope(signer, kind: str, recipient: str, body: dict, *, referral_id: str | None = None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-import eventlet.queue
 import pytest
+from amqp.exceptions import AccessRefused
 from nameko.exceptions import RemoteError
 
 from adapters.storage.tables import (DONE, INBOUND, OUTBOUND, RECEIPTED, InboxEntry, Message, OutboxEntry,
@@ -89,15 +89,20 @@ def test_tampered_message_is_quarantined_unanswered_and_the_original_still_accep
 
 
 # -- (b) a forbidden route -----------------------------------------------------------------------
-def test_forbidden_route_is_rejected_with_a_signed_receipt_and_refused_at_the_sender(bus):
+def test_forbidden_route_is_refused_by_the_broker_and_rejected_by_the_receiver(bus):
     bus.start(POLICE)
     finance = bus.context("finance")
     body = sample_body(k.CLUE_TRANSFER)
     # finance -> public_security is not in schemas/routes.yaml; signed by hand with finance's key.
     envelope, raw = h.signed_envelope(finance.composer.signer, k.CLUE_TRANSFER, POLICE, body)
 
-    with bus.waiter(POLICE, status="rejected") as waiting:
+    # First lock: finance's bus account may not publish that routing key at all (topic permission).
+    with pytest.raises(AccessRefused, match="public_security.clue_transfer"):
         h.publish_raw(bus, raw, CLUE_KEY)
+    # Second lock: under a routing key finance may use (a receipt for the police), the police
+    # node still checks the envelope's route and answers with a signed rejection.
+    with bus.waiter(POLICE, status="rejected") as waiting:
+        h.publish_raw(bus, raw, "public_security.receipt")
     outcome = waiting.get()
     assert (outcome["rule"], outcome["message_id"]) == ("route.forbidden", envelope["message_id"])
 
@@ -170,26 +175,26 @@ def test_oversized_message_is_quarantined_unanswered(bus):
             rpc.medical_security.refer_clue(small)
 
 
-# -- (d) bytes the node cannot decode ----------------------------------------------------------------
-def publish_undecodable(bus):
-    """Publish text/plain bytes to the police queue; return where they went first: ("log", record)
-    when the consumer refused to decode them, ("queue", body) when they reached the quarantine
-    queue."""
-    found = eventlet.queue.Queue()
-    with h.QueueWatch(bus, h.topology(bus).quarantine_queue(POLICE), found), \
-            h.LogEvent("kombu.mixins", "Can't decode message body", found):
-        h.publish_raw(bus, b"not an envelope", CLUE_KEY, content_type="text/plain")
-        with eventlet.Timeout(30, exception=AssertionError("the undecodable message went nowhere")):
-            return found.get()
-
-
-def test_undecodable_message_does_not_block_the_node(bus):
-    """A message kombu cannot decode (content type text/plain) is rejected without requeue by
-    services/nodes/entrypoints.QuarantiningQueueConsumer, so the queue dead-letters it into
-    the agency's quarantine queue; the node goes on consuming and nothing is applied."""
+# -- (d) bytes that are not an envelope: any content type, empty, anything ----------------------------
+@pytest.mark.parametrize("body, content_type, rule", [
+    (b"not an envelope", "text/plain", "transport.content_type"),
+    (b"\x00\x01\x02", "application/octet-stream", "transport.content_type"),
+    (b"{}", "application/json", "transport.content_type"),
+    (b"", "application/vnd.cluebus.v1+json", "message.empty"),
+    (b"", "text/plain", "message.empty"),
+    (b"not json", "application/vnd.cluebus.v1+json", "json.malformed"),
+], ids=["text_plain", "octet_stream", "json", "empty", "empty_text_plain", "not_json"])
+def test_any_bytes_get_a_typed_answer_at_once_and_the_node_goes_on(bus, body, content_type, rule):
+    """Nothing is decoded before the node sees it: every delivery reaches the handler as bytes
+    and gets a rule, in the node's quarantine table (seen by `cluebus quarantine`), acked at
+    once (no redelivery, nothing dead-lettered); the node goes on consuming."""
     bus.start(POLICE)
-    where, what = publish_undecodable(bus)
-    assert where == "queue" and what == b"not an envelope"
+    with bus.waiter(POLICE, status="quarantined") as waiting:
+        h.publish_raw(bus, body, CLUE_KEY, as_agency=MEDICAL, content_type=content_type)
+    assert waiting.get()["rule"] == rule
+    with bus.rpc() as rpc:
+        [entry] = rpc.public_security.quarantine()
+    assert entry["rule"] == rule and entry["size"] == len(body)
     assert_nothing_applied(bus, POLICE)
 
     # The node is not stuck: a valid transfer right after is accepted.
@@ -199,12 +204,43 @@ def test_undecodable_message_does_not_block_the_node(bus):
 
     bus.stop(POLICE)
     assert h.queue_depth(bus, h.queue_name(bus, POLICE)) == 0
+    assert h.queue_depth(bus, h.quarantine_queue_name(bus, POLICE)) == 0  # handled, not dead-lettered
     with h.db(bus, POLICE) as repo:
         assert h.count(repo, Message, Message.direction == INBOUND) == 1  # the valid transfer only
 
 
-def test_undecodable_message_is_kept_in_the_quarantine_queue(bus):
-    bus.start(POLICE)
-    where, what = publish_undecodable(bus)
-    assert where == "queue", "the message was acked and dropped by kombu (see the log line) instead"
-    assert what == b"not an envelope"
+# -- (e) what the broker dead-lettered ---------------------------------------------------------------
+def test_dead_letters_are_listed_and_replayed_through_the_node(bus, monkeypatch, capsys):
+    """A delivery the broker dead-lettered into the police's quarantine queue (here: rejected
+    without requeue, as a node that could not store it within the delivery limit leaves it)
+    is listed by `cluebus quarantine --broker` and taken through the node's ordinary
+    receiving by `--replay`, with its original publisher still checked."""
+    from kombu import Connection
+
+    from services.cli.main import main
+    t = h.topology(bus)
+    [transfer] = workflows.refer_clue(bus.context(MEDICAL), sample_body(k.CLUE_TRANSFER), POLICE, copy_to=None)
+    h.agency_publisher(bus, MEDICAL).publish(transfer.raw, CLUE_KEY)
+    with Connection(bus.bus_uri(POLICE)) as connection:  # the police's own account
+        channel = connection.channel()
+        message = channel.basic_get(queue=t.queue_name(POLICE))
+        channel.basic_reject(message.delivery_tag, requeue=False)
+    for name, value in bus.environ.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["quarantine", "--as", POLICE, "--broker", "--json"]) == 0
+    import json
+    [letter] = json.loads(capsys.readouterr().out)
+    assert (letter["reason"], letter["from_queue"], letter["user_id"]) == ("rejected", t.queue_name(POLICE),
+                                                                           bus.bus_user(MEDICAL))
+    assert letter["sha256"] == transfer.sha256
+    assert h.queue_depth(bus, t.quarantine_queue_name(POLICE)) == 1  # listing leaves it there
+
+    assert main(["quarantine", "--as", POLICE, "--replay"]) == 0
+    assert "replayed 1 dead letter" in capsys.readouterr().out
+    assert h.queue_depth(bus, t.quarantine_queue_name(POLICE)) == 0
+    with h.db(bus, POLICE) as repo:
+        [stored] = h.messages(repo, Message.direction == INBOUND)
+        assert (stored.message_id, stored.status, stored.raw) == (transfer.message_id, "accepted", transfer.raw)
+        [receipt] = h.messages(repo, Message.direction == OUTBOUND)
+        assert receipt.in_reply_to == transfer.message_id  # answered; the node's relay sends it

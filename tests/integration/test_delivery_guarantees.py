@@ -135,7 +135,7 @@ def test_messages_relayed_while_the_broker_is_unreachable_are_published_when_it_
     bus.start(POLICE)
     sender = dataclasses.replace(bus.context(MEDICAL), clock=bus.clock)  # offline, on the fake clock
     ids = [workflows.refer_clue(sender, clue(n), POLICE)[0].message_id for n in (1, 2)]
-    unreachable = EnvelopePublisher("amqp://guest:guest@127.0.0.1:1//", h.topology(bus))  # nothing listens
+    unreachable = EnvelopePublisher("amqp://guest:guest@127.0.0.1:1//", h.topology(bus), bus.bus_user(MEDICAL))  # nothing listens
     report = relay.relay_due(sender, unreachable.publish)
     assert report.published == [] and sorted(report.errors) == sorted(ids)
     assert all("transport.unavailable" in error for error in report.errors.values())
@@ -174,7 +174,7 @@ def test_message_resent_after_a_lost_receipt_is_applied_once(bus):
     bus.start(POLICE)
     offline = bus.context(MEDICAL)
     [transfer] = workflows.refer_clue(offline, clue(1), POLICE)
-    publisher = EnvelopePublisher(bus.amqp_uri, h.topology(bus))
+    publisher = h.agency_publisher(bus, MEDICAL)
     with bus.waiter(POLICE, kind=k.CLUE_TRANSFER, status="accepted") as handled:
         report = relay.relay_due(offline, publisher.publish)
     assert report.published == [transfer.message_id]
@@ -249,7 +249,7 @@ def test_failed_delivery_says_no_receipt_came(bus):
     sender = dataclasses.replace(bus.context(MEDICAL), clock=bus.clock)  # offline, on the fake clock
     bus.sync_clock()
     [transfer] = workflows.refer_clue(sender, clue(1), POLICE)
-    publish = EnvelopePublisher(bus.amqp_uri, h.topology(bus)).publish
+    publish = h.agency_publisher(bus, MEDICAL).publish
     for attempt in range(MAX_ATTEMPTS):
         report = relay.relay_due(sender, publish)
         assert report.published + report.resent == [transfer.message_id]

@@ -6,11 +6,13 @@ statistics and the HTTP API reflect all of it."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
 from schemas import registry as k
 from services import config as c
+from services.office.accounts import accounts_file
 from tests.fixtures.bodies import sample_body
 
 MEDICAL, POLICE, PROCURATORATE, OFFICE = "medical_security", "public_security", "procuratorate", "joint_office"
@@ -21,8 +23,14 @@ FILING_DUE = datetime(2026, 11, 27, 16, 0, tzinfo=timezone.utc)
 
 
 def _get(bus, path):
+    """GET ``path`` from the office's HTTP gateway, logged in (every route but /login needs it)."""
     address = bus.config[c.OFFICE][c.HTTP_ADDRESS]
-    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
+    accounts = accounts_file(bus.config)
+    if "staff" not in accounts.accounts():
+        accounts.add("staff", "integration password")  # the running office reads it at once
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    login = urllib.parse.urlencode({"name": "staff", "password": "integration password", "next": path})
+    with opener.open(f"http://{address}/login", data=login.encode(), timeout=10) as response:
         return response.status, response.read().decode("utf-8"), response.headers.get("Content-Type")
 
 
@@ -97,31 +105,41 @@ def test_overdue_transfer_is_urged_once_then_escalated_and_counted(bus):
         assert subject.get("id_number", "\0") not in text
 
 
-def test_the_office_tracks_sealed_transfers_from_metadata_alone(bus):
-    """Bodies sealed for their recipients: the police read theirs, the office sees only the
-    signed metadata and still opens, tracks and closes every step."""
+def test_the_office_tracks_sealed_transfers_from_their_signed_facts(bus):
+    """Bodies sealed for their recipients (the default): the police read theirs; the office
+    reads only the signed metadata and each kind's non-personal facts, and still knows every
+    outcome: a sealed 'filed' decision opens the materials-handover step and is counted."""
     bus.clock.now = START
     bus.create(MEDICAL, POLICE, PROCURATORATE, OFFICE, fake_clock=True)
     with bus.waiter(OFFICE, kind=k.RECEIPT, count=2):
         bus.start(MEDICAL, POLICE, PROCURATORATE, OFFICE)
         with bus.rpc() as rpc:
-            sent = rpc.medical_security.refer_clue(sample_body(k.CLUE_TRANSFER), seal=True)
+            sent = rpc.medical_security.refer_clue(sample_body(k.CLUE_TRANSFER))  # sealed by default
     referral = sent["referral_id"]
     transfer_id = next(m["message_id"] for m in sent["messages"] if m["kind"] == k.CLUE_TRANSFER)
+    clue = sample_body(k.CLUE_TRANSFER)
     with bus.rpc() as rpc:
         [received] = rpc.public_security.inbox(kind=k.CLUE_TRANSFER)
         assert received["sealed"] and received["body"]["clue_no"] == "YB-2026-0001"  # the police can read it
         timeline = rpc.joint_office.timeline(referral)
         transfer = next(e for e in timeline["events"] if e["kind"] == k.CLUE_TRANSFER)
-        assert transfer["sealed"] and transfer["facts"] == {}  # the office cannot
+        assert transfer["sealed"]
+        assert transfer["facts"] == {name: clue[name] for name in
+                                     ("clue_no", "category", "amount_involved_fen", "team_reported_at", "approved_at")}
         assert {s["rule"] for s in timeline["steps"]} >= {"receipt", "filing_decision"}
 
         with bus.waiter(OFFICE, kind=k.FILING_DECISION):
-            rpc.public_security.decide_filing(transfer_id, sample_body(k.FILING_DECISION), seal=True)
-        filing = next(s for s in rpc.joint_office.timeline(referral)["steps"] if s["rule"] == "filing_decision")
+            rpc.public_security.decide_filing(transfer_id, sample_body(k.FILING_DECISION))  # sealed too
+        timeline = rpc.joint_office.timeline(referral)
+        filing = next(s for s in timeline["steps"] if s["rule"] == "filing_decision")
         assert filing["state"] == "closed"
+        # The outcome is a fact: the handover of materials is now due from the bureau.
+        assert any(s["rule"] == "materials_handover" for s in timeline["steps"])
         stats = rpc.joint_office.stats(period_from="2026-11-01T00:00:00Z", period_to="2026-12-31T00:00:00Z")
     police = next(row for row in stats["agencies"] if row["agency"] == POLICE)
-    # Sealed, the decision's outcome is unknown to the office: counted as neither.
     assert police["decisions_on_time"] == 1
-    assert police["cases_opened"] == 0 and police["cases_refused"] == 0
+    assert police["cases_opened"] == 1 and police["cases_refused"] == 0
+    # Nothing personal reached the office's records.
+    dump = json.dumps(timeline, ensure_ascii=False)
+    for personal in ("王某某", "320102197805061234", "李某", clue["summary"][:10]):
+        assert personal not in dump

@@ -1,18 +1,46 @@
 """Commands that need the broker say so in one line, with the fix, when it is not there."""
 
-import pytest
-
 from services.cli.main import main
 
 
-@pytest.mark.parametrize("argv", [["demo"], ["run", "--agency", "public_security"]])
-def test_unreachable_broker_is_one_line_with_the_fix(argv, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("CLUEBUS_AMQP_URI", "amqp://guest:guest@127.0.0.1:1/")  # nothing listens there
+def _keys(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLUEBUS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CLUEBUS_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("CLUEBUS_CREDENTIALS_DIR", str(tmp_path / "credentials"))
     assert main(["keys", "init"]) == 0
     capsys.readouterr()
-    assert main(argv) == 2
+
+
+def _one_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "cannot reach RabbitMQ" in err and "rabbitmq-server -detached" in err and "guest:guest" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_demo_without_a_reachable_broker_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLUEBUS_BROKER_ADMIN_URI", "http://guest:guest@127.0.0.1:1/")  # nothing listens there
+    _keys(tmp_path, monkeypatch, capsys)
+    assert main(["demo"]) == 2
+    err = _one_line(capsys)
+    assert "cannot reach the management API" in err and "rabbitmq-server -detached" in err
+    assert "guest:guest" not in err
+
+
+def test_run_without_credentials_says_who_makes_them(tmp_path, monkeypatch, capsys):
+    _keys(tmp_path, monkeypatch, capsys)
+    assert main(["run", "--agency", "public_security"]) == 2
+    err = _one_line(capsys)
+    assert "broker credentials of public_security" in err and "cluebus broker setup" in err
+
+
+def test_run_with_an_unreachable_bus_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLUEBUS_BUS_URI", "amqp://127.0.0.1:1/cluebus")  # nothing listens there
+    _keys(tmp_path, monkeypatch, capsys)
+    from adapters.transport.credentials import AgencyCredentials, BrokerAccount, CredentialStore
+    CredentialStore(tmp_path / "credentials").save(AgencyCredentials(
+        "public_security", BrokerAccount("cluebus.public_security", "s3cret-password"),
+        BrokerAccount("cluebus.public_security.control", "other-s3cret")))
+    assert main(["run", "--agency", "public_security"]) == 2
+    err = _one_line(capsys)
+    assert "cannot reach the bus" in err and "rabbitmq-server -detached" in err
+    assert "s3cret" not in err

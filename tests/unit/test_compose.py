@@ -146,7 +146,11 @@ def test_sealed_body_shape(medical, police):
     message = sample_message(medical, "clue_transfer", "public_security", seal=True)
     body = message.envelope["body"]
     assert message.envelope["body_encoding"] == "sealed"
-    assert set(body) == {"alg", "sender_box_key_id", "recipient_box_key_id", "nonce", "ciphertext"}
+    assert set(body) == {"alg", "sender_box_key_id", "recipient_box_key_id", "nonce", "ciphertext", "facts"}
+    plain = sample_body("clue_transfer")
+    # The kind's non-personal facts travel in the clear, signed; nothing personal does.
+    assert body["facts"] == {name: plain[name] for name in
+                             ("clue_no", "category", "amount_involved_fen", "team_reported_at", "approved_at")}
     assert body["alg"] == SEAL_ALGORITHM
     assert body["sender_box_key_id"] == medical.material.box_key_id
     assert body["recipient_box_key_id"] == police.material.box_key_id

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import yaml
 
-from services.config import (AGENCIES, AMQP_URI, CLOCK_SKEW_SECONDS, CONFIG_ENV_VAR, KEYS, KEYS_DIR,
+from services.config import (AGENCIES, BROKER, BUS_URI, CLOCK_SKEW_SECONDS, CONTROL_URI, CONFIG_ENV_VAR, KEYS, KEYS_DIR,
                              MAX_MESSAGE_BYTES, PROTOCOL, VALIDITY_DAYS, ConfigError, agency_codes,
                              load_config, protocol_setting)
 from services.protocol.verify import DEFAULT_CLOCK_SKEW, DEFAULT_MAX_MESSAGE_BYTES
@@ -44,7 +44,8 @@ def test_shipped_default_loads_with_no_environment():
     config = load_config(environ={})
     assert agency_codes(config) == SHIPPED_AGENCIES
     assert config[AGENCIES]["medical_security"]["name_zh"] == "医疗保障局"
-    assert config[AMQP_URI] == "amqp://guest:guest@localhost:5672/"
+    assert config[BROKER][BUS_URI] == "amqp://127.0.0.1:5672/cluebus"  # no password in configuration
+    assert config[BROKER][CONTROL_URI] == "amqp://127.0.0.1:5672/cluebus.{agency}.control"
     assert config[KEYS_DIR] == "./var/keys"
     assert config[KEYS][VALIDITY_DAYS] == 730
     assert not [s for s in _strings(config) if "${" in s], "unresolved references"
@@ -59,10 +60,10 @@ def test_shipped_protocol_settings_match_the_verifier_defaults():
 
 def test_environment_overrides_the_shipped_default():
     config = load_config(environ={"CLUEBUS_MAX_MESSAGE_BYTES": "2048", "CLUEBUS_CLOCK_SKEW_SECONDS": "60",
-                                  "CLUEBUS_AMQP_URI": "amqp://bus:s3cret@mq.gov.internal:5671/cluebus"})
+                                  "CLUEBUS_BUS_URI": "amqps://mq.gov.internal:5671/cluebus"})
     assert config[PROTOCOL][MAX_MESSAGE_BYTES] == 2048
     assert config[PROTOCOL][CLOCK_SKEW_SECONDS] == 60
-    assert config[AMQP_URI] == "amqp://bus:s3cret@mq.gov.internal:5671/cluebus"
+    assert config[BROKER][BUS_URI] == "amqps://mq.gov.internal:5671/cluebus"
 
 
 def test_load_config_reads_os_environ_by_default(monkeypatch):
@@ -163,7 +164,7 @@ def test_explicit_path_wins_over_cluebus_config(tmp_path):
 @pytest.mark.parametrize("content", [
     "AGENCIES: [unclosed\n",          # not YAML
     "- just\n- a list\n",             # not a mapping
-    "AMQP_URI: x\n",                  # no agencies
+    "BROKER: {}\n",                   # no agencies
     "AGENCIES: {}\n",
     "",
 ])

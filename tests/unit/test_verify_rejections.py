@@ -24,6 +24,7 @@ from schemas.envelope import ENVELOPE_FIELDS
 from schemas.registry import load_body
 from services.protocol.compose import encode
 from services.protocol.exceptions import Rejection
+from services.protocol.transport import CONTENT_TYPE, TransportFacts
 from services.protocol.verify import DEFAULT_MAX_MESSAGE_BYTES, Verifier
 from tests.fixtures.bodies import REFERRAL_ID, resign, sample_body, sample_message, signer_of
 from tests.fixtures.keys import FIXED_NOW
@@ -337,12 +338,55 @@ def test_integer_literal_with_thousands_of_digits(msg, police):
     pytest.param(lambda raw: raw.decode("utf-8").encode("utf-16"), id="utf16"),
     pytest.param(lambda raw: raw.decode("utf-8").encode("gb18030"), id="gb18030"),
     pytest.param(lambda raw: raw[:-1], id="truncated_json"),
-    pytest.param(lambda raw: b"", id="empty"),
     pytest.param(lambda raw: b"[" * 200_000 + b"]" * 200_000, id="nested_too_deeply"),
 ])
 def test_invalid_utf8_bom_and_malformed_json(msg, police, make_raw):
     assert_rejected(police.verifier, make_raw(msg.raw), "json.malformed", authenticated=False,
                     original=msg.raw)
+
+
+def test_empty_message_has_a_rule_of_its_own(msg, police):
+    assert_rejected(police.verifier, b"", "message.empty", authenticated=False, original=msg.raw)
+
+
+@pytest.mark.parametrize("value", [bytearray(b""), memoryview(b"")], ids=["bytearray", "memoryview"])
+def test_empty_bytes_like_values_are_empty_messages(msg, police, value):
+    assert_rejected(police.verifier, value, "message.empty", authenticated=False, original=msg.raw)
+
+
+def test_bytes_like_values_are_read_as_their_bytes(msg, police):
+    assert police.verifier.verify(memoryview(msg.raw), expected_recipient="public_security").message_id \
+        == msg.message_id
+    assert police.verifier.verify(bytearray(msg.raw)).sha256 == msg.sha256
+
+
+@pytest.mark.parametrize("value", ["", "{}", None, 42, ["a"]], ids=["empty_str", "str", "none", "int", "list"])
+def test_what_is_not_bytes_is_no_message(msg, police, value):
+    assert_rejected(police.verifier, value, "message.not_bytes", authenticated=False, original=msg.raw)
+
+
+# -- transport facts (protocol §19) ---------------------------------------------------------------
+def test_the_transport_must_say_the_envelope_content_type(msg, police):
+    for content_type in ("text/plain", "application/octet-stream", "application/json", None):
+        transport = TransportFacts(content_type, publisher="medical_security", user_id="cluebus.medical_security")
+        with pytest.raises(Rejection) as info:
+            police.verifier.verify(msg.raw, transport=transport)
+        assert (info.value.rule, info.value.authenticated) == ("transport.content_type", False)
+
+
+@pytest.mark.parametrize("publisher, user_id", [("procuratorate", "cluebus.procuratorate"), (None, None),
+                                                (None, "guest")])
+def test_the_publisher_must_be_the_sender(msg, police, publisher, user_id):
+    transport = TransportFacts(CONTENT_TYPE, publisher=publisher, user_id=user_id)
+    with pytest.raises(Rejection) as info:
+        police.verifier.verify(msg.raw, transport=transport)
+    assert (info.value.rule, info.value.authenticated) == ("transport.sender_mismatch", False)
+    assert info.value.envelope is None  # unauthenticated: quarantined, never answered
+
+
+def test_a_message_published_by_its_sender_passes_the_transport_checks(msg, police):
+    transport = TransportFacts(CONTENT_TYPE, publisher="medical_security", user_id="cluebus.medical_security")
+    assert police.verifier.verify(msg.raw, transport=transport).message_id == msg.message_id
 
 
 @pytest.mark.parametrize("raw", [b"[]", b"null", b"true", b"1", b'"cluebus/1"', b"[{}]"])
@@ -591,7 +635,10 @@ def _resealed(envelope: dict, **body_changes) -> dict:
 
 def test_sealed_body_opened_by_the_right_recipient(sealed, police):
     assert sealed.envelope["body_encoding"] == "sealed"
-    assert "YB-2026-0001" not in sealed.raw.decode("utf-8")
+    wire = sealed.raw.decode("utf-8")
+    for personal in ("王某某", "320102197805061234", "明德康复医院", "李某"):
+        assert personal not in wire
+    assert sealed.envelope["body"]["facts"]["clue_no"] == "YB-2026-0001"  # a fact, signed and readable
     verified = police.verifier.verify(sealed.raw, expected_recipient="public_security")
     assert verified.sealed is True
     assert verified.body == load_body("clue_transfer", 1, sample_body("clue_transfer"))
@@ -609,6 +656,46 @@ def test_observer_without_the_key_gets_metadata_but_no_body(sealed, make_agent, 
     assert verified.body is None and verified.sealed is True
     assert (verified.kind, verified.sender, verified.recipient) == (
         "clue_transfer", "medical_security", "public_security")
+
+
+def test_observer_reads_the_signed_facts_of_a_sealed_body(sealed, make_agent):
+    verified = make_agent("joint_office").verifier.verify(sealed.raw)
+    assert verified.body is None
+    assert verified.facts == {"clue_no": "YB-2026-0001", "category": "suspected_crime",
+                              "amount_involved_fen": sample_body("clue_transfer")["amount_involved_fen"],
+                              "team_reported_at": sample_body("clue_transfer")["team_reported_at"],
+                              "approved_at": sample_body("clue_transfer")["approved_at"]}
+
+
+def test_the_recipient_gets_the_same_facts_from_the_body(sealed, police):
+    assert police.verifier.verify(sealed.raw).facts == sealed.envelope["body"]["facts"]
+
+
+@pytest.mark.parametrize("facts", [
+    pytest.param({"clue_no": "YB-2026-9999"}, id="a_fact_differs"),
+    pytest.param({}, id="facts_left_out"),
+    pytest.param({"clue_no": "YB-2026-0001", "category": "suspected_crime"}, id="some_facts_left_out"),
+])
+def test_sealed_facts_must_be_the_bodys_facts(sealed, medical, police, facts):
+    forged = resign(_resealed(sealed.envelope, facts=facts), signer_of(medical))
+    assert_rejected(police.verifier, forged, "body.facts_mismatch", authenticated=True, original=sealed.raw)
+
+
+@pytest.mark.parametrize("facts", [
+    pytest.param({"clue_no": "YB-2026-0001", "subjects": "王某某"}, id="not_a_fact_of_the_kind"),
+    pytest.param({"clue_no": ["YB-2026-0001"]}, id="not_a_scalar"),
+])
+def test_sealed_facts_carry_only_the_kinds_facts(sealed, medical, police, facts):
+    forged = resign(_resealed(sealed.envelope, facts=facts), signer_of(medical))
+    assert_rejected(police.verifier, forged, "envelope.invalid", authenticated=False, original=sealed.raw)
+
+
+def test_a_sealed_body_without_facts_is_still_valid(sealed, medical, police, make_agent):
+    # Protocol §11.4: facts are optional (sealed bodies of the first revision have none).
+    envelope = dict(sealed.envelope, body={k: v for k, v in sealed.envelope["body"].items() if k != "facts"})
+    raw = resign(envelope, signer_of(medical))
+    assert police.verifier.verify(raw).facts == sealed.envelope["body"]["facts"]  # from the opened body
+    assert make_agent("joint_office").verifier.verify(raw).facts == {}
 
 
 def test_sealed_ciphertext_tampered_in_transit(sealed, police):

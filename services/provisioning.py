@@ -1,0 +1,59 @@
+"""The bus operator's side: broker accounts and topology from the configuration
+(``cluebus broker setup | definitions | credentials | remove``)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from adapters.transport.credentials import AgencyCredentials, BrokerAccount, CredentialsError
+from adapters.transport.management import ManagementApi, SetupReport
+from adapters.transport.provisioning import BrokerPlan, definitions
+
+from . import config as c
+from . import settings
+
+
+def credentials_for_plan(config: Mapping, plan: BrokerPlan, *, rotate: bool = False) -> dict[str, AgencyCredentials]:
+    """Every agency's credentials: kept from its file, or made (and written, 0600) when it has
+    none, or when ``rotate``."""
+    store = settings.credential_store(config)
+    names = settings.broker_names(config)
+    result = {}
+    for agency in plan.agencies:
+        existing = None
+        if store.exists(agency) and not rotate:
+            existing = store.load(agency)
+            if existing.bus.user != names.bus_user(agency) or existing.control.user != names.control_user(agency):
+                raise CredentialsError(
+                    f"{store.path_for(agency)} holds accounts {existing.bus.user}/{existing.control.user}, but the "
+                    f"configuration names {names.bus_user(agency)}/{names.control_user(agency)}: use --rotate")
+        if existing is None:
+            existing = AgencyCredentials(agency, BrokerAccount.generate(names.bus_user(agency)),
+                                         BrokerAccount.generate(names.control_user(agency)))
+            store.save(existing)
+        result[agency] = existing
+    return result
+
+
+def setup(config: Mapping, admin_uri: str | None = None, *, rotate: bool = False,
+          keep_admin_access: bool = False) -> tuple[BrokerPlan, SetupReport]:
+    plan = settings.broker_plan(config)
+    credentials = credentials_for_plan(config, plan, rotate=rotate)
+    api = ManagementApi(admin_uri or config[c.BROKER][c.ADMIN_URI])
+    return plan, api.apply(plan, credentials, keep_admin_access=keep_admin_access)
+
+
+def definitions_document(config: Mapping) -> dict:
+    plan = settings.broker_plan(config)
+    return definitions(plan, credentials_for_plan(config, plan))
+
+
+def remove(config: Mapping, admin_uri: str | None = None, *, forget_credentials: bool = True) -> BrokerPlan:
+    """Delete the plan's virtual hosts (queues and messages with them) and accounts."""
+    plan = settings.broker_plan(config)
+    ManagementApi(admin_uri or config[c.BROKER][c.ADMIN_URI]).remove(plan)
+    if forget_credentials:
+        store = settings.credential_store(config)
+        for agency in plan.agencies:
+            store.remove(agency)
+    return plan
