@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,10 +14,32 @@ from adapters.crypto.canonical import canonical_bytes
 from adapters.crypto.timestamps import format_timestamp
 
 from .exceptions import AuditChainBroken, DuplicateRequest
-from .tables import (INBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry,
+from .writes import AuditEvent, Writes
+from .tables import (INBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry, Lease,
                      Message, OutboxEntry, QuarantineEntry, Referral)
 
 GENESIS_HASH = "0" * 64
+
+MESSAGES = Message.__table__
+OUTBOX = OutboxEntry.__table__
+INBOX = InboxEntry.__table__
+QUARANTINE = QuarantineEntry.__table__
+REFERRALS = Referral.__table__
+AUDIT = AuditEntry.__table__
+AUDIT_HEAD = AuditHead.__table__
+CONTROL_REQUESTS = ControlRequest.__table__
+LEASES = Lease.__table__
+
+LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# Keep IN (...) lists well below every database's limit on bound parameters.
+IN_CHUNK = 500
+
+
+def _chunks(values: Iterable[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
+    values = list(dict.fromkeys(values))
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def audit_hash(seq: int, at: datetime, event: str, referral_id: str | None,
@@ -124,22 +146,170 @@ class NodeRepository:
         except IntegrityError:
             raise DuplicateRequest(f"request {request.request_id} was stored meanwhile") from None
 
+    # -- bulk reads and writes of the batched paths (Core: no ORM objects) -----------------
+    def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
+        found = {}
+        column = table.c[key]
+        for chunk in _chunks(ids):
+            query = select(*[table.c[name] for name in columns]).where(column.in_(chunk))
+            if for_update:
+                query = query.with_for_update()
+            for row in self.session.execute(query).mappings():
+                found[row[key]] = dict(row)
+        return found
+
+    def inbox_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
+        return self._rows_by(INBOX, "message_id", message_ids,
+                             ("message_id", "sha256", "receipt_message_id", "deliveries"))
+
+    def message_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
+        return self._rows_by(MESSAGES, "message_id", message_ids,
+                             ("message_id", "direction", "kind", "sender", "recipient", "referral_id", "sha256",
+                              "status"))
+
+    def outbox_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
+        return self._rows_by(OUTBOX, "message_id", message_ids,
+                             ("message_id", "state", "needs_receipt", "attempts"))
+
+    def referral_rows(self, referral_ids: Iterable[str], *, for_update: bool = True) -> dict[str, dict]:
+        return self._rows_by(REFERRALS, "referral_id", referral_ids, ("referral_id", "state", "reference"),
+                             for_update=for_update)
+
+    def control_request_rows(self, request_ids: Iterable[str]) -> dict[str, dict]:
+        return self._rows_by(CONTROL_REQUESTS, "request_id", request_ids, ("request_id", "action", "result"))
+
+    def due_rows(self, now: datetime, limit: int, *, resends: bool = True,
+                 message_ids: Iterable[str] | None = None) -> list[dict]:
+        """Outbox entries to publish now (oldest first) with their bytes: never published, and
+        (with ``resends``) published and still unreceipted; only ``message_ids`` if given."""
+        due = OUTBOX.c.state == PENDING
+        if resends:
+            due = or_(due, (OUTBOX.c.state == PUBLISHED) & OUTBOX.c.needs_receipt)
+        query = (select(OUTBOX.c.message_id, OUTBOX.c.routing_key, OUTBOX.c.state, OUTBOX.c.attempts,
+                        OUTBOX.c.needs_receipt, MESSAGES.c.raw, MESSAGES.c.referral_id, MESSAGES.c.kind,
+                        MESSAGES.c.recipient)
+                 .join(MESSAGES, MESSAGES.c.message_id == OUTBOX.c.message_id)
+                 .where(due, OUTBOX.c.next_attempt_at <= now))
+        if message_ids is not None:
+            ids = list(message_ids)
+            if not ids:
+                return []
+            query = query.where(OUTBOX.c.message_id.in_(ids[:IN_CHUNK]))
+        query = query.order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(limit)
+        return [dict(row) for row in self.session.execute(query).mappings()]
+
+    def write(self, writes: Writes) -> None:
+        """Everything one transaction decided, in a few statements; the audit events are
+        chained in order under one lock of the chain's head."""
+        run = self.session.execute
+        if writes.messages:
+            run(insert(MESSAGES), writes.messages)
+        if writes.outbox:
+            run(insert(OUTBOX), writes.outbox)
+        if writes.inbox:
+            run(insert(INBOX), writes.inbox)
+        if writes.quarantine:
+            run(insert(QUARANTINE), writes.quarantine)
+        if writes.referrals_new:
+            run(insert(REFERRALS), list(writes.referrals_new.values()))
+        for referral_id, values in writes.referrals_changed.items():
+            run(update(REFERRALS).where(REFERRALS.c.referral_id == referral_id).values(**values))
+        for message_id, expected, values in writes.outbox_updates:
+            run(update(OUTBOX).where(OUTBOX.c.message_id == message_id, OUTBOX.c.state == expected)
+                .values(**values))
+        for message_id, values in writes.message_updates.items():
+            run(update(MESSAGES).where(MESSAGES.c.message_id == message_id).values(**values))
+        if writes.inbox_deliveries:
+            run(update(INBOX).where(INBOX.c.message_id == bindparam("b_message_id"))
+                .values(deliveries=bindparam("b_deliveries")),
+                [{"b_message_id": k, "b_deliveries": v} for k, v in writes.inbox_deliveries.items()])
+        if writes.control_requests:
+            try:
+                with self.session.begin_nested():
+                    run(insert(CONTROL_REQUESTS), writes.control_requests)
+            except IntegrityError:
+                raise DuplicateRequest("a request id was stored meanwhile") from None
+        if writes.audit:
+            self.append_audit_events(writes.audit)
+
+    def publication_updates(self, updates: list[dict]) -> None:
+        """Guarded updates of outbox rows after publishing: each dict has ``b_message_id``,
+        ``b_expected`` (the state it was in) and the new columns."""
+        if not updates:
+            return
+        columns = [name for name in updates[0] if not name.startswith("b_")]
+        self.session.execute(
+            update(OUTBOX).where(OUTBOX.c.message_id == bindparam("b_message_id"),
+                                 OUTBOX.c.state == bindparam("b_expected"))
+            .values(**{name: bindparam(name) for name in columns}),
+            updates)
+
+    def message_statuses(self, statuses: dict[str, tuple[str, str]]) -> None:
+        """``{message_id: (from status, to status)}``: guarded status updates."""
+        rows = [{"b_message_id": k, "b_from": old, "b_to": new} for k, (old, new) in statuses.items() if old != new]
+        if rows:
+            self.session.execute(
+                update(MESSAGES).where(MESSAGES.c.message_id == bindparam("b_message_id"),
+                                       MESSAGES.c.status == bindparam("b_from"))
+                .values(status=bindparam("b_to")), rows)
+
+    def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``until``: True when it is
+        ours (it was, it had expired, or nobody had it)."""
+        taken = self.session.execute(
+            update(LEASES).where(LEASES.c.name == name, or_(LEASES.c.holder == holder, LEASES.c.expires_at <= now))
+            .values(holder=holder, expires_at=until)).rowcount
+        if taken:
+            return True
+        if self.session.execute(select(LEASES.c.name).where(LEASES.c.name == name)).first() is not None:
+            return False
+        try:
+            with self.session.begin_nested():
+                self.session.execute(insert(LEASES).values(name=name, holder=holder, expires_at=until))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Expired for anyone, whatever their clock says."""
+        self.session.execute(update(LEASES).where(LEASES.c.name == name, LEASES.c.holder == holder)
+                             .values(expires_at=LONG_AGO))
+
+    def _locked_head(self) -> tuple[int, str]:
+        query = select(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.hash).where(AUDIT_HEAD.c.id == 1).with_for_update()
+        row = self.session.execute(query).first()
+        if row is None:
+            # A fresh database: make the head, racing writers included (only one insert wins;
+            # every writer then waits for the lock on that one row).
+            try:
+                with self.session.begin_nested():
+                    self.session.execute(insert(AUDIT_HEAD).values(id=1, seq=0, hash=GENESIS_HASH))
+            except IntegrityError:
+                pass
+            row = self.session.execute(query).first()
+        return row.seq, row.hash
+
+    def append_audit_events(self, events: list[AuditEvent]) -> list[dict]:
+        seq, previous = self._locked_head()
+        rows = []
+        for event in events:
+            seq += 1
+            digest = audit_hash(seq, event.at, event.event, event.referral_id, event.message_id, event.detail,
+                                previous)
+            rows.append({"seq": seq, "at": event.at, "event": event.event, "referral_id": event.referral_id,
+                         "message_id": event.message_id, "detail": event.detail, "prev_hash": previous,
+                         "hash": digest})
+            previous = digest
+        self.session.execute(insert(AUDIT), rows)
+        self.session.execute(update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=seq, hash=previous))
+        return rows
+
     # -- audit log ---------------------------------------------------------------------
     def append_audit(self, at: datetime, event: str, *, referral_id: str | None = None,
-                     message_id: str | None = None, detail: dict | None = None) -> AuditEntry:
-        detail = detail or {}
-        head = self.session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
-        if head is None:
-            head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
-            self.session.add(head)
-        seq = head.seq + 1
-        digest = audit_hash(seq, at, event, referral_id, message_id, detail, head.hash)
-        entry = AuditEntry(seq=seq, at=at, event=event, referral_id=referral_id,
-                           message_id=message_id, detail=detail, prev_hash=head.hash, hash=digest)
-        self.session.add(entry)
-        head.seq, head.hash = seq, digest
-        self.session.flush()
-        return entry
+                     message_id: str | None = None, detail: dict | None = None) -> dict:
+        self.session.flush()  # ORM changes first: the chain records them in order
+        [row] = self.append_audit_events([AuditEvent(at, event, referral_id, message_id, detail or {})])
+        return row
 
     def audit_entries(self, referral_id: str | None = None) -> Sequence[AuditEntry]:
         query = select(AuditEntry)

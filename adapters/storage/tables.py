@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String,
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String,
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON, TypeDecorator
@@ -79,6 +79,9 @@ class Message(Base):
 
 class OutboxEntry(Base):
     __tablename__ = "outbox"
+    # The relay's query (state, then oldest next_attempt_at first) stays an index range scan
+    # however many delivered entries the table keeps.
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.message_id"), unique=True)
@@ -178,3 +181,15 @@ class ControlRequest(Base):
     action: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     result: Mapped[dict] = mapped_column(JSON)
+
+
+class Lease(Base):
+    """Who may relay this node's outbox now: one process at a time (a second process of the
+    same agency waits as a standby until the lease expires), so nothing is published twice
+    by two relays."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())

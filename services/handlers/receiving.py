@@ -1,20 +1,27 @@
-"""Receiving: verify, deduplicate, check the lifecycle, store, apply and answer, in one
-transaction keyed by message_id. The caller acks the broker only after this returns."""
+"""Receiving: verify, deduplicate, check the lifecycle, store, apply and answer, for a batch
+of deliveries in one transaction keyed by message_id. The caller acks the broker only after
+this returns.
+
+Each delivery is decided in order against what the database held and what the messages
+before it in the batch did (a redelivery within the batch is a duplicate; two messages of
+one referral are each checked against the state the one before left); then everything is
+written with a few bulk statements and one lock of the audit chain. Delivery states of our
+own sent messages change only through services/domain/delivery.py.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from adapters.crypto.timestamps import parse_timestamp
 from adapters.storage.repository import NodeRepository
-from adapters.storage.tables import (ACCEPTED, INBOUND, OUTBOUND, PENDING, RECEIPTED, REJECTED,
-                                     InboxEntry, Message, QuarantineEntry)
+from adapters.storage.writes import Writes
 from schemas.bodies.receipts import ACCEPTED as RECEIPT_ACCEPTED
 from schemas.bodies.receipts import REJECTED as RECEIPT_REJECTED
 from schemas.registry import RECEIPT
+from services.domain import delivery as d
 from services.domain.exceptions import DomainError, ReferralMismatch
 from services.domain.lifecycle import NEW, next_state
 from services.protocol.exceptions import ComposeError, Rejection
@@ -23,8 +30,9 @@ from services.protocol.transport import TransportFacts
 from services.protocol.verify import VerifiedMessage
 
 from .context import NodeContext
-from .referrals import advance_referral
-from .sending import store_outbound
+from .records import INBOUND, OUTBOUND, inbox_row, message_row
+from .referrals import ReferralView
+from .sending import record_outbound
 
 # Outcomes.
 OUTCOME_ACCEPTED = "accepted"
@@ -32,6 +40,12 @@ OUTCOME_REJECTED = "rejected"
 OUTCOME_DUPLICATE = "duplicate"
 OUTCOME_QUARANTINED = "quarantined"
 OUTCOME_RECEIPT = "receipt"
+
+# Inbound statuses.
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+KEEP_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,171 +76,251 @@ class Delivery:
 
 
 def receive(ctx: NodeContext, message: bytes | Delivery) -> ReceiveOutcome:
-    """Receive a delivery from the bus (checked against its transport facts too), or bytes
+    """Receive one delivery from the bus (checked against its transport facts too), or bytes
     handed over in process (a test, a replay from a node's own records)."""
+    return receive_batch(ctx, [message])[0]
+
+
+def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery]) -> list[ReceiveOutcome]:
+    """Receive several deliveries in one transaction; the outcomes in the same order."""
+    now = ctx.clock()
+    checked = [_check(ctx, message, now) for message in messages]
+    with ctx.store.transaction() as repo:
+        batch = _Batch(ctx, repo, now, checked)
+        outcomes = [batch.decide(raw, result) for raw, result in checked]
+        repo.write(batch.writes)
+    return outcomes
+
+
+def receipts_to_publish(outcomes: Iterable[ReceiveOutcome]) -> list[str]:
+    """The receipts a batch queued (new ones, and the same ones again for duplicates)."""
+    return [o.receipt_message_id for o in outcomes if o.receipt_message_id]
+
+
+def _check(ctx: NodeContext, message, now: datetime) -> tuple[bytes, VerifiedMessage | Rejection]:
     if isinstance(message, Delivery):
         raw, transport = message.raw, message.transport
     else:
         raw, transport = message, None
-    now = ctx.clock()
     try:
-        verified = ctx.verifier.verify(raw, expected_recipient=ctx.agency, now=now, transport=transport)
+        return raw, ctx.verifier.verify(raw, expected_recipient=ctx.agency, now=now, transport=transport)
     except Rejection as rejection:
-        if rejection.envelope is None or rejection.envelope.get("kind") == RECEIPT:
-            # Unauthenticated senders are not answered; receipts are never answered.
-            with ctx.store.transaction() as repo:
-                return quarantine(repo, raw, rejection.rule, rejection.detail, now,
-                                  envelope=rejection.envelope)
-        with ctx.store.transaction() as repo:
-            duplicate = _duplicate(repo, rejection.envelope["message_id"], message_sha256(raw), raw, now)
+        return raw, rejection
+
+
+class _Batch:
+    """What the database held for a batch, and what the batch decides to write."""
+
+    def __init__(self, ctx: NodeContext, repo: NodeRepository, now: datetime, checked: list):
+        self.ctx, self.repo, self.now = ctx, repo, now
+        self.writes = Writes()
+        self.unanswerable = ""
+        envelopes = [result.envelope for _, result in checked if result.envelope is not None]
+        ids = [e["message_id"] for e in envelopes]
+        replies = [e["in_reply_to"] for e in envelopes if e.get("in_reply_to")]
+        self.inbox = repo.inbox_rows(ids)
+        self.messages = repo.message_rows(ids + replies)
+        receipts = [row["receipt_message_id"] for row in self.inbox.values() if row["receipt_message_id"]]
+        originals = [e["in_reply_to"] for e in envelopes if e["kind"] == RECEIPT and e.get("in_reply_to")]
+        self.outbox = repo.outbox_rows(receipts + originals)
+        self.referrals: dict[str, ReferralView] = {}
+        wanted = [e["referral_id"] for e in envelopes if e["kind"] != RECEIPT]
+        for referral_id, row in repo.referral_rows(wanted).items():
+            self.referrals[referral_id] = ReferralView(referral_id, row)
+        self.new_inbox: dict[str, dict] = {}   # message_id -> the inbox row this batch adds
+
+    # -- deciding one delivery ---------------------------------------------------------------
+    def decide(self, raw: bytes, result) -> ReceiveOutcome:
+        if isinstance(result, Rejection):
+            envelope = result.envelope
+            if envelope is None or envelope.get("kind") == RECEIPT:
+                # Unauthenticated senders are not answered; receipts are never answered.
+                return self.quarantine(raw, result.rule, result.detail, envelope=envelope)
+            duplicate = self.duplicate(envelope["message_id"], message_sha256(raw), raw)
             if duplicate:
                 return duplicate
-            return _reject(ctx, repo, raw, rejection.envelope, rejection.rule, rejection.detail, now)
-    with ctx.store.transaction() as repo:
-        duplicate = _duplicate(repo, verified.message_id, verified.sha256, raw, now)
+            return self.reject(raw, envelope, result.rule, result.detail)
+        duplicate = self.duplicate(result.message_id, result.sha256, raw)
         if duplicate:
             return duplicate
-        if verified.kind == RECEIPT:
-            return _record_receipt(repo, verified, now)
-        return _accept(ctx, repo, verified, now)
+        if result.kind == RECEIPT:
+            return self.record_receipt(result)
+        return self.accept(result)
+
+    def accept(self, verified: VerifiedMessage) -> ReceiveOutcome:
+        view = self.referrals.setdefault(verified.referral_id, ReferralView(verified.referral_id, None))
+        state = view.state or NEW
+        try:
+            if verified.in_reply_to:
+                answered = self.messages.get(verified.in_reply_to)
+                if answered is not None and answered["referral_id"] != verified.referral_id:
+                    raise ReferralMismatch(f"in_reply_to {verified.in_reply_to} belongs to referral "
+                                           f"{answered['referral_id']}")
+            new_state = next_state(verified.kind, state, verified.plain_body)
+        except DomainError as error:
+            return self.reject(verified.raw, verified.envelope, error.rule, error.detail)
+        receipt = self.answer(verified.envelope, verified.sha256, RECEIPT_ACCEPTED, [], None)
+        if receipt is None:  # pragma: no cover - an accepted sender is a configured agency
+            return self.quarantine(verified.raw, "receipt.unaddressable", "no receipt can be composed",
+                                   envelope=verified.envelope)
+        self.store(verified.raw, verified.envelope, status=ACCEPTED, body=verified.plain_body,
+                   sha256=verified.sha256)
+        record_outbound(self.writes, receipt, self.now, needs_receipt=False)
+        view.advance(self.writes, kind=verified.kind, body=verified.plain_body, new_state=new_state,
+                     message_id=verified.message_id, opened_by=verified.sender, now=self.now)
+        self.add_inbox(verified.message_id, verified.sha256, ACCEPTED, receipt.message_id)
+        self.writes.audit_event(self.now, "message.accepted", referral_id=verified.referral_id,
+                                message_id=verified.message_id,
+                                detail={"kind": verified.kind, "sender": verified.sender, "sha256": verified.sha256,
+                                        "from_state": state, "to_state": new_state, "receipt": receipt.message_id})
+        return ReceiveOutcome(OUTCOME_ACCEPTED, verified.message_id, verified.kind, verified.referral_id,
+                              receipt_message_id=receipt.message_id)
+
+    def reject(self, raw: bytes, envelope: Mapping, rule: str, detail: str) -> ReceiveOutcome:
+        sha = message_sha256(raw)
+        receipt = self.answer(envelope, sha, RECEIPT_REJECTED, [rule], detail)
+        if receipt is None:
+            # We cannot even answer (e.g. the sender is not a configured agency): keep it aside.
+            return self.quarantine(raw, rule, f"{detail} (not answered: {self.unanswerable})", envelope=envelope)
+        self.store(raw, envelope, status=REJECTED, body=None, sha256=sha, rule=rule, detail=detail)
+        record_outbound(self.writes, receipt, self.now, needs_receipt=False)
+        self.add_inbox(envelope["message_id"], sha, REJECTED, receipt.message_id)
+        self.writes.audit_event(self.now, "message.rejected", referral_id=envelope["referral_id"],
+                                message_id=envelope["message_id"],
+                                detail={"kind": envelope["kind"], "sender": envelope["sender"], "sha256": sha,
+                                        "rule": rule, "detail": detail, "receipt": receipt.message_id})
+        return ReceiveOutcome(OUTCOME_REJECTED, envelope["message_id"], envelope["kind"], envelope["referral_id"],
+                              rule=rule, detail=detail, receipt_message_id=receipt.message_id)
+
+    def answer(self, envelope: Mapping, sha: str, status: str, reason_codes: list[str], detail: str | None):
+        """Our signed receipt (the caller queues it after the message it answers); None when
+        none can be composed."""
+        body = {"status": status, "message_sha256": sha, "received_at": self.now, "reason_codes": reason_codes}
+        if detail:
+            body["detail"] = detail[:20_000]
+        try:
+            receipt = self.ctx.composer.compose(RECEIPT, envelope["sender"], body, referral_id=envelope["referral_id"],
+                                                in_reply_to=envelope["message_id"], sent_at=self.now,
+                                                seal=self.ctx.seal)
+        except ComposeError as error:
+            self.unanswerable = error.detail
+            return None
+        return receipt
+
+    def record_receipt(self, verified: VerifiedMessage) -> ReceiveOutcome:
+        original = self.messages.get(verified.in_reply_to) if verified.in_reply_to else None
+        problem = None
+        if original is None or original["direction"] != OUTBOUND:
+            problem = ("receipt.unknown_message",
+                       f"receipt answers {verified.in_reply_to}, which this node did not send")
+        elif original["recipient"] != verified.sender:
+            problem = ("receipt.wrong_sender",
+                       f"receipt from {verified.sender} for a message sent to {original['recipient']}")
+        elif original["referral_id"] != verified.referral_id:
+            problem = (ReferralMismatch.rule, "receipt names another referral than the message it answers")
+        elif verified.body["message_sha256"] != original["sha256"]:
+            problem = ("receipt.hash_mismatch", "receipt is bound to other bytes than the message sent")
+        if problem:
+            outcome = self.quarantine(verified.raw, problem[0], problem[1], envelope=verified.envelope)
+            self.add_inbox(verified.message_id, verified.sha256, REJECTED, None)
+            return outcome
+
+        self.store(verified.raw, verified.envelope, status=ACCEPTED, body=verified.plain_body,
+                   sha256=verified.sha256)
+        original_id = original["message_id"]
+        entry = self.outbox.get(original_id)
+        if entry is not None:
+            step = d.transition(d.RECEIPTED_EVENT, entry["state"], entry["needs_receipt"])
+            if step is not None:
+                self.writes.outbox_updates.append((original_id, entry["state"], {
+                    "state": step.to, "receipted_at": self.now, "receipt_message_id": verified.message_id}))
+                entry["state"] = step.to
+        status = verified.body["status"]
+        self.writes.message_updates[original_id] = {
+            "status": d.message_status_after(d.RECEIPTED_EVENT, original["status"], needs_receipt=True,
+                                             receipt_status=status),
+            "reason_codes": verified.body["reason_codes"], "detail": verified.body.get("detail")}
+        self.add_inbox(verified.message_id, verified.sha256, ACCEPTED, None)
+        self.writes.audit_event(self.now, "receipt.received", referral_id=verified.referral_id,
+                                message_id=original_id,
+                                detail={"receipt": verified.message_id, "status": status,
+                                        "reason_codes": verified.body["reason_codes"], "sender": verified.sender})
+        return ReceiveOutcome(OUTCOME_RECEIPT, verified.message_id, RECEIPT, verified.referral_id,
+                              rule=(verified.body["reason_codes"] or [None])[0])
+
+    def duplicate(self, message_id: str, sha: str, raw: bytes) -> ReceiveOutcome | None:
+        entry = self.new_inbox.get(message_id) or self.inbox.get(message_id)
+        if entry is None:
+            known = self.messages.get(message_id)
+            if known is not None and known["direction"] == OUTBOUND:  # e.g. our own message played back
+                return self.quarantine(raw, "message.id_reused",
+                                       f"message id {message_id} is already used by a message this node sent")
+            return None
+        entry["deliveries"] = entry.get("deliveries", 1) + 1
+        if message_id in self.new_inbox:
+            pass  # the row this batch inserts carries the count
+        else:
+            self.writes.inbox_deliveries[message_id] = entry["deliveries"]
+        if entry["sha256"] != sha:
+            return self.quarantine(raw, "message.id_reused", f"message id {message_id} arrived before with other bytes")
+        receipt_id = entry["receipt_message_id"]
+        if receipt_id and message_id not in self.new_inbox:
+            # Answer a redelivery with the very same receipt, published again.
+            queued = self.outbox.get(receipt_id)
+            if queued is not None:
+                step = d.transition(d.ANSWER_AGAIN, queued["state"], queued["needs_receipt"])
+                if step is not None:
+                    self.writes.outbox_updates.append((receipt_id, queued["state"], {
+                        "state": step.to, "attempts": 0, "next_attempt_at": self.now}))
+                    queued["state"] = step.to
+        self.writes.audit_event(self.now, "message.duplicate", message_id=message_id,
+                                detail={"deliveries": entry["deliveries"], "receipt": receipt_id})
+        return ReceiveOutcome(OUTCOME_DUPLICATE, message_id, receipt_message_id=receipt_id)
+
+    # -- writing -----------------------------------------------------------------------------
+    def store(self, raw: bytes, envelope: Mapping, *, status: str, body, sha256: str, rule: str | None = None,
+              detail: str | None = None) -> None:
+        row = message_row(envelope, raw, direction=INBOUND, stored_at=self.now, status=status, body=body,
+                          sha256=sha256, rule=rule, detail=detail)
+        self.writes.messages.append(row)
+        self.messages[envelope["message_id"]] = {**row, "direction": INBOUND}
+
+    def add_inbox(self, message_id: str, sha256: str, outcome: str, receipt_message_id: str | None) -> None:
+        row = inbox_row(message_id, sha256, self.now, outcome, receipt_message_id)
+        self.writes.inbox.append(row)
+        self.new_inbox[message_id] = row
+
+    def quarantine(self, raw, rule: str, detail: str, *, envelope: Mapping | None = None) -> ReceiveOutcome:
+        return quarantine_into(self.writes, raw, rule, detail, self.now, envelope=envelope)
 
 
-def _accept(ctx: NodeContext, repo: NodeRepository, verified: VerifiedMessage, now: datetime) -> ReceiveOutcome:
-    referral = repo.referral(verified.referral_id, for_update=True)
-    state = referral.state if referral else NEW
-    try:
-        if verified.in_reply_to:
-            answered = repo.message(verified.in_reply_to)
-            if answered is not None and answered.referral_id != verified.referral_id:
-                raise ReferralMismatch(f"in_reply_to {verified.in_reply_to} belongs to referral "
-                                       f"{answered.referral_id}")
-        new_state = next_state(verified.kind, state, verified.plain_body)
-    except DomainError as error:
-        return _reject(ctx, repo, verified.raw, verified.envelope, error.rule, error.detail, now)
-
-    _store_inbound(repo, verified.raw, verified.envelope, now, status=ACCEPTED,
-                   body=verified.plain_body, sealed=verified.sealed)
-    advance_referral(repo, referral, referral_id=verified.referral_id, kind=verified.kind,
-                     body=verified.plain_body, new_state=new_state, message_id=verified.message_id,
-                     opened_by=verified.sender, now=now)
-    receipt_id = _answer(ctx, repo, verified.envelope, verified.sha256, now, RECEIPT_ACCEPTED, [], None)
-    repo.add_inbox_entry(InboxEntry(message_id=verified.message_id, sha256=verified.sha256,
-                                    received_at=now, outcome=ACCEPTED, receipt_message_id=receipt_id))
-    repo.append_audit(now, "message.accepted", referral_id=verified.referral_id,
-                      message_id=verified.message_id,
-                      detail={"kind": verified.kind, "sender": verified.sender, "sha256": verified.sha256,
-                              "from_state": state, "to_state": new_state, "receipt": receipt_id})
-    return ReceiveOutcome(OUTCOME_ACCEPTED, verified.message_id, verified.kind, verified.referral_id,
-                          receipt_message_id=receipt_id)
-
-
-def _reject(ctx: NodeContext, repo: NodeRepository, raw: bytes, envelope: Mapping, rule: str,
-            detail: str, now: datetime) -> ReceiveOutcome:
-    sha = message_sha256(raw)
-    try:
-        with repo.session.begin_nested():
-            _store_inbound(repo, raw, envelope, now, status=REJECTED, body=None,
-                           sealed=envelope.get("body_encoding") == "sealed", rule=rule, detail=detail)
-            receipt_id = _answer(ctx, repo, envelope, sha, now, RECEIPT_REJECTED, [rule], detail)
-    except ComposeError as error:
-        # We cannot even answer (e.g. the sender is not a configured agency): keep it aside.
-        return quarantine(repo, raw, rule, f"{detail} (not answered: {error.detail})", now, envelope=envelope)
-    repo.add_inbox_entry(InboxEntry(message_id=envelope["message_id"], sha256=sha, received_at=now,
-                                    outcome=REJECTED, receipt_message_id=receipt_id))
-    repo.append_audit(now, "message.rejected", referral_id=envelope["referral_id"],
-                      message_id=envelope["message_id"],
-                      detail={"kind": envelope["kind"], "sender": envelope["sender"], "sha256": sha,
-                              "rule": rule, "detail": detail, "receipt": receipt_id})
-    return ReceiveOutcome(OUTCOME_REJECTED, envelope["message_id"], envelope["kind"], envelope["referral_id"],
-                          rule=rule, detail=detail, receipt_message_id=receipt_id)
-
-
-def _answer(ctx: NodeContext, repo: NodeRepository, envelope: Mapping, sha: str, now: datetime,
-            status: str, reason_codes: list[str], detail: str | None) -> str:
-    body = {"status": status, "message_sha256": sha, "received_at": now, "reason_codes": reason_codes}
-    if detail:
-        body["detail"] = detail[:20_000]
-    receipt = ctx.composer.compose(RECEIPT, envelope["sender"], body, referral_id=envelope["referral_id"],
-                                   in_reply_to=envelope["message_id"], sent_at=now, seal=ctx.seal)
-    store_outbound(repo, receipt, now, needs_receipt=False)
-    return receipt.message_id
-
-
-def _record_receipt(repo: NodeRepository, verified: VerifiedMessage, now: datetime) -> ReceiveOutcome:
-    original = repo.message(verified.in_reply_to) if verified.in_reply_to else None
-    problem = None
-    if original is None or original.direction != OUTBOUND:
-        problem = ("receipt.unknown_message", f"receipt answers {verified.in_reply_to}, which this node did not send")
-    elif original.recipient != verified.sender:
-        problem = ("receipt.wrong_sender", f"receipt from {verified.sender} for a message sent to {original.recipient}")
-    elif original.referral_id != verified.referral_id:
-        problem = (ReferralMismatch.rule, "receipt names another referral than the message it answers")
-    elif verified.body["message_sha256"] != original.sha256:
-        problem = ("receipt.hash_mismatch", "receipt is bound to other bytes than the message sent")
-    if problem:
-        outcome = quarantine(repo, verified.raw, problem[0], problem[1], now, envelope=verified.envelope)
-        repo.add_inbox_entry(InboxEntry(message_id=verified.message_id, sha256=verified.sha256,
-                                        received_at=now, outcome=REJECTED))
-        return outcome
-
-    _store_inbound(repo, verified.raw, verified.envelope, now, status=ACCEPTED,
-                   body=verified.plain_body, sealed=verified.sealed)
-    entry = repo.outbox_entry(original.message_id)
-    if entry is not None and entry.state != RECEIPTED:
-        entry.state = RECEIPTED
-        entry.receipted_at = now
-        entry.receipt_message_id = verified.message_id
-    original.status = verified.body["status"]
-    original.reason_codes = verified.body["reason_codes"]
-    original.detail = verified.body.get("detail")
-    repo.add_inbox_entry(InboxEntry(message_id=verified.message_id, sha256=verified.sha256,
-                                    received_at=now, outcome=ACCEPTED))
-    repo.append_audit(now, "receipt.received", referral_id=verified.referral_id,
-                      message_id=original.message_id,
-                      detail={"receipt": verified.message_id, "status": verified.body["status"],
-                              "reason_codes": verified.body["reason_codes"], "sender": verified.sender})
-    return ReceiveOutcome(OUTCOME_RECEIPT, verified.message_id, RECEIPT, verified.referral_id,
-                          rule=(verified.body["reason_codes"] or [None])[0])
-
-
-def _duplicate(repo: NodeRepository, message_id: str, sha: str, raw: bytes, now: datetime) -> ReceiveOutcome | None:
-    entry = repo.inbox_entry(message_id)
-    if entry is None:
-        if repo.message(message_id) is not None:  # e.g. our own outbound message played back to us
-            return quarantine(repo, raw, "message.id_reused",
-                              f"message id {message_id} is already used by a message this node sent", now)
-        return None
-    entry.deliveries += 1
-    if entry.sha256 != sha:
-        return quarantine(repo, raw, "message.id_reused",
-                          f"message id {message_id} arrived before with other bytes", now)
-    if entry.receipt_message_id:
-        # Answer a redelivery with the very same receipt, published again.
-        outbox = repo.outbox_entry(entry.receipt_message_id)
-        if outbox is not None:
-            outbox.state = PENDING
-            outbox.attempts = 0
-            outbox.next_attempt_at = now
-    repo.append_audit(now, "message.duplicate", message_id=message_id,
-                      detail={"deliveries": entry.deliveries, "receipt": entry.receipt_message_id})
-    return ReceiveOutcome(OUTCOME_DUPLICATE, message_id, receipt_message_id=entry.receipt_message_id)
-
-
-def quarantine(repo: NodeRepository, raw: bytes, rule: str, detail: str, now: datetime, *,
-               envelope: Mapping | None = None, keep_bytes: int = 1024 * 1024) -> ReceiveOutcome:
+def quarantine_into(writes: Writes, raw, rule: str, detail: str, now: datetime, *,
+                    envelope: Mapping | None = None, keep_bytes: int = KEEP_BYTES) -> ReceiveOutcome:
+    """Keep a message aside unanswered, with the rule it broke (and an audit event)."""
     raw = as_stored_bytes(raw)
     claims = envelope or _claimed(raw, keep_bytes)
     message_id = claims.get("message_id") if isinstance(claims.get("message_id"), str) else None
     sender = claims.get("sender") if isinstance(claims.get("sender"), str) else None
-    repo.add_quarantine(QuarantineEntry(
-        received_at=now, rule=rule, detail=detail, sha256=message_sha256(raw), size=len(raw),
-        raw=raw[:keep_bytes], truncated=len(raw) > keep_bytes,
-        claimed_message_id=message_id[:64] if message_id else None,
-        claimed_sender=sender[:64] if sender else None))
-    repo.append_audit(now, "message.quarantined", message_id=None,
-                      detail={"rule": rule, "detail": detail, "sha256": message_sha256(raw),
-                              "size": len(raw), "claimed_message_id": message_id, "claimed_sender": sender})
+    sha = message_sha256(raw)
+    writes.quarantine.append({
+        "received_at": now, "rule": rule, "detail": detail, "sha256": sha, "size": len(raw),
+        "raw": raw[:keep_bytes], "truncated": len(raw) > keep_bytes,
+        "claimed_message_id": message_id[:64] if message_id else None,
+        "claimed_sender": sender[:64] if sender else None})
+    writes.audit_event(now, "message.quarantined", message_id=None,
+                       detail={"rule": rule, "detail": detail, "sha256": sha, "size": len(raw),
+                               "claimed_message_id": message_id, "claimed_sender": sender})
     return ReceiveOutcome(OUTCOME_QUARANTINED, message_id, rule=rule, detail=detail)
+
+
+def quarantine(repo: NodeRepository, raw, rule: str, detail: str, now: datetime, *,
+               envelope: Mapping | None = None) -> ReceiveOutcome:
+    """Quarantine one message in ``repo``'s transaction now (the office's observer)."""
+    writes = Writes()
+    outcome = quarantine_into(writes, raw, rule, detail, now, envelope=envelope)
+    repo.session.flush()
+    repo.write(writes)
+    return outcome
 
 
 def as_stored_bytes(value) -> bytes:
@@ -247,14 +341,3 @@ def _claimed(raw: bytes, limit: int) -> dict:
     except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _store_inbound(repo: NodeRepository, raw: bytes, envelope: Mapping, now: datetime, *, status: str,
-                   body: dict | None, sealed: bool, rule: str | None = None, detail: str | None = None) -> None:
-    repo.add_message(Message(
-        message_id=envelope["message_id"], direction=INBOUND, kind=envelope["kind"],
-        schema_version=envelope["schema_version"], sender=envelope["sender"],
-        recipient=envelope["recipient"], referral_id=envelope["referral_id"],
-        in_reply_to=envelope["in_reply_to"], sent_at=parse_timestamp(envelope["sent_at"]),
-        stored_at=now, sha256=message_sha256(raw), sealed=sealed, raw=raw, body=body, status=status,
-        reason_codes=[rule] if rule else None, detail=detail))

@@ -1,22 +1,31 @@
 """The outbox relay: publish what is committed, resend what has no receipt, give up loudly.
 
-Publishing happens outside any transaction. A crash after publishing and before recording it
-only means the message is published again, which the recipient's inbox absorbs.
+Publishing happens outside any transaction, many messages at once (the broker confirms them
+together); what happened is recorded in one transaction afterwards. A crash after publishing
+and before recording it only means the same bytes are published again, which the recipient's
+inbox absorbs. Delivery states change only through services/domain/delivery.py.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from datetime import datetime
+from typing import Callable, Iterable, Mapping
 
-from adapters.storage.tables import DONE, FAILED, PENDING, PUBLISHED
+from adapters.storage.writes import Writes
+from services.domain import delivery as d
 
 from .context import NodeContext
 
 log = logging.getLogger(__name__)
 
+# publish_many(items) with items (message_id, raw, routing_key): {message_id: PublishFailed}
+# for those the broker did not take; the others were confirmed.
+PublishMany = Callable[[list[tuple[str, bytes, str]]], Mapping[str, "PublishFailed"]]
 Publish = Callable[[bytes, str], None]
+
+DEFAULT_LIMIT = 500
 
 
 class PublishFailed(Exception):
@@ -36,81 +45,114 @@ class RelayReport:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Due:
-    message_id: str
-    routing_key: str
-    raw: bytes
-    state: str
-    attempts: int
-    needs_receipt: bool
-    referral_id: str
+def one_by_one(publish: Publish) -> PublishMany:
+    """A PublishMany from a single-message ``publish(raw, routing_key)``."""
+    def publish_many(items):
+        failures = {}
+        for message_id, raw, key in items:
+            try:
+                publish(raw, key)
+            except PublishFailed as error:
+                failures[message_id] = error
+        return failures
+    return publish_many
 
 
-def relay_due(ctx: NodeContext, publish: Publish, *, limit: int = 100) -> RelayReport:
+def _as_many(publisher) -> PublishMany:
+    """``publisher``: an object with ``publish_many`` (an EnvelopePublisher), or a plain
+    ``publish(raw, routing_key)`` callable."""
+    many = getattr(publisher, "publish_many", None)
+    return many if many is not None else one_by_one(publisher)
+
+
+def relay_due(ctx: NodeContext, publisher, *, limit: int = DEFAULT_LIMIT, resends: bool = True,
+              message_ids: Iterable[str] | None = None,
+              busy: Callable[[str], bool] | None = None) -> RelayReport:
+    """Publish what is due with ``publisher`` (see _as_many).
+
+    ``resends=False`` publishes only what was never published: a node whose own queue is
+    backed up must not take its unprocessed receipts for silence. ``busy(recipient)`` true
+    holds resends to that recipient (its queue still holds messages: ours may be among them);
+    neither counts as an attempt, nor brings a message nearer to failing. ``message_ids``
+    limits it to those (what a transaction has just committed)."""
+    publish_many = _as_many(publisher)
     report = RelayReport()
     now = ctx.clock()
     with ctx.store.transaction() as repo:
-        due = []
-        for entry in repo.due_outbox(now, limit):
-            message = repo.message(entry.message_id)
-            if entry.state == PUBLISHED and entry.attempts >= ctx.policy.max_attempts:
-                entry.state = FAILED
-                entry.last_error = f"no receipt after {entry.attempts} attempts"
-                message.status = FAILED
-                repo.append_audit(now, "delivery.failed", referral_id=message.referral_id,
-                                  message_id=message.message_id,
-                                  detail={"attempts": entry.attempts, "recipient": message.recipient})
-                log.error("%s: giving up on %s %s to %s after %d attempts without a receipt",
-                          ctx.agency, message.kind, message.message_id, message.recipient, entry.attempts)
-                report.failed.append(message.message_id)
-                continue
-            due.append(_Due(entry.message_id, entry.routing_key, message.raw, entry.state,
-                            entry.attempts, entry.needs_receipt, message.referral_id))
-
-    for item in due:
-        try:
-            publish(item.raw, item.routing_key)
-        except PublishFailed as error:
-            _record_failure(ctx, item, error)
-            report.errors[item.message_id] = str(error)
-            continue
-        _record_publish(ctx, item)
-        (report.resent if item.state == PUBLISHED else report.published).append(item.message_id)
+        due = repo.due_rows(now, limit, resends=resends, message_ids=message_ids)
+        if busy is not None:
+            waiting = {r for r in {row["recipient"] for row in due if row["state"] == d.PUBLISHED} if busy(r)}
+            held = [row for row in due if row["state"] == d.PUBLISHED and row["recipient"] in waiting]
+            if held:
+                # Not now, and not an attempt: look again after another receipt timeout.
+                repo.publication_updates([{"b_message_id": row["message_id"], "b_expected": row["state"],
+                                           "next_attempt_at": now + ctx.policy.receipt_timeout} for row in held])
+                due = [row for row in due if row not in held]
+        gave_up = [row for row in due if row["state"] == d.PUBLISHED and row["attempts"] >= ctx.policy.max_attempts]
+        if gave_up:
+            _give_up(ctx, repo, gave_up, now, report)
+    due = [row for row in due if row not in gave_up]
+    if not due:
+        return report
+    failures = publish_many([(row["message_id"], row["raw"], row["routing_key"]) for row in due])
+    _record(ctx, due, failures, report)
     return report
 
 
-def _record_publish(ctx: NodeContext, item: _Due) -> None:
-    now = ctx.clock()
-    with ctx.store.transaction() as repo:
-        entry = repo.outbox_entry(item.message_id)
-        if entry.state not in (PENDING, PUBLISHED):
-            return  # a receipt arrived meanwhile
-        entry.attempts += 1
-        entry.last_published_at = now
-        entry.last_error = None
-        if entry.needs_receipt:
-            entry.state = PUBLISHED
-            entry.next_attempt_at = ctx.policy.next_resend(now, entry.attempts)
-        else:
-            entry.state = DONE
-        message = repo.message(item.message_id)
-        if message.status == PENDING:
-            message.status = PUBLISHED if entry.needs_receipt else DONE
-        if entry.attempts > 1 and entry.needs_receipt:
-            repo.append_audit(now, "delivery.resent", referral_id=item.referral_id,
-                              message_id=item.message_id, detail={"attempt": entry.attempts})
+def _give_up(ctx: NodeContext, repo, rows: list[dict], now: datetime, report: RelayReport) -> None:
+    updates, statuses, writes = [], {}, Writes()
+    for row in rows:
+        new = d.next_delivery_state(d.GAVE_UP, row["state"], row["needs_receipt"])
+        updates.append({"b_message_id": row["message_id"], "b_expected": row["state"], "state": new,
+                        "last_error": f"no receipt after {row['attempts']} attempts"})
+        statuses[row["message_id"]] = (d.PUBLISHED, d.message_status_after(d.GAVE_UP, d.PUBLISHED,
+                                                                            needs_receipt=True))
+        writes.audit_event(now, "delivery.failed", referral_id=row["referral_id"], message_id=row["message_id"],
+                           detail={"attempts": row["attempts"], "recipient": row["recipient"]})
+        log.error("%s: giving up on %s %s to %s after %d attempts without a receipt",
+                  ctx.agency, row["kind"], row["message_id"], row["recipient"], row["attempts"])
+        report.failed.append(row["message_id"])
+    repo.publication_updates(updates)
+    repo.message_statuses(statuses)
+    repo.write(writes)
 
 
-def _record_failure(ctx: NodeContext, item: _Due, error: PublishFailed) -> None:
+def _record(ctx: NodeContext, due: list[dict], failures: Mapping[str, PublishFailed], report: RelayReport) -> None:
     now = ctx.clock()
-    log.warning("%s: publishing %s failed: %s", ctx.agency, item.message_id, error)
+    confirmed, refused, statuses, writes = [], [], {}, Writes()
+    for row in due:
+        message_id = row["message_id"]
+        error = failures.get(message_id)
+        if error is not None:
+            # The broker did not take it: nothing was delivered, so this is no attempt. It stays
+            # as it is and is tried again, for as long as it takes.
+            refused.append({"b_message_id": message_id, "b_expected": row["state"], "state": row["state"],
+                            "last_error": str(error)[:2000], "next_attempt_at": now + ctx.policy.publish_retry})
+            report.errors[message_id] = str(error)
+            continue
+        step = d.transition(d.CONFIRMED, row["state"], row["needs_receipt"])
+        if step is None:  # pragma: no cover - due rows are always pending or published
+            continue
+        attempts = row["attempts"] + 1
+        confirmed.append({"b_message_id": message_id, "b_expected": row["state"], "state": step.to,
+                          "attempts": attempts, "last_published_at": now, "last_error": None,
+                          "next_attempt_at": ctx.policy.next_resend(now, attempts) if row["needs_receipt"] else now})
+        if row["state"] == d.PENDING:
+            statuses[message_id] = (d.PENDING, d.message_status_after(d.CONFIRMED, d.PENDING,
+                                                                       needs_receipt=row["needs_receipt"]))
+        if attempts > 1 and row["needs_receipt"]:
+            writes.audit_event(now, "delivery.resent", referral_id=row["referral_id"], message_id=message_id,
+                               detail={"attempt": attempts})
+        (report.resent if row["state"] == d.PUBLISHED else report.published).append(message_id)
+    if refused:
+        log.warning("%s: the broker did not take %d message(s), e.g. %s", ctx.agency, len(refused),
+                    next(iter(report.errors.values())))
     with ctx.store.transaction() as repo:
-        # The broker did not take it: nothing was delivered, so this is no attempt. It stays
-        # in the outbox and is tried again, for as long as it takes.
-        entry = repo.outbox_entry(item.message_id)
-        entry.last_error = str(error)[:2000]
-        entry.next_attempt_at = now + ctx.policy.publish_retry
+        # Guarded by the state read before publishing: a receipt that arrived meanwhile wins.
+        repo.publication_updates(confirmed)
+        repo.publication_updates(refused)
+        repo.message_statuses(statuses)
+        repo.write(writes)
 
 
 class NotRetryable(Exception):
@@ -129,10 +171,11 @@ def retry_failed(ctx: NodeContext, message_id: str) -> None:
         entry = repo.outbox_entry(message_id)
         if entry is None:
             raise NotRetryable(f"{ctx.agency} has no outbox entry {message_id}")
-        if entry.state != FAILED:
+        if entry.state != d.FAILED:
             raise NotRetryable(f"{message_id} is {entry.state}, not failed")
         message = repo.message(message_id)
-        entry.state, entry.attempts, entry.next_attempt_at = PENDING, 0, now
-        message.status = PENDING
+        entry.state = d.next_delivery_state(d.RETRIED, entry.state, entry.needs_receipt)
+        entry.attempts, entry.next_attempt_at = 0, now
+        message.status = d.message_status_after(d.RETRIED, message.status, needs_receipt=entry.needs_receipt)
         repo.append_audit(now, "delivery.retried", referral_id=message.referral_id, message_id=message_id,
                           detail={"previous_error": entry.last_error})

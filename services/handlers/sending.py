@@ -1,132 +1,192 @@
-"""Sending: the lifecycle check, the signed envelope and the outbox row commit together."""
+"""Sending: the lifecycle check, the signed envelope and the outbox row commit together.
+
+Each call stages its messages in memory (an OutgoingBatch per referral) and writes them with
+a few bulk statements in one transaction; many calls can share one transaction
+(``staged_many``: a batch of clue transfers, an import), each succeeding or failing alone.
+"""
 
 from __future__ import annotations
 
+import copy
 import uuid
-from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from adapters.storage.exceptions import DuplicateRequest
 from adapters.storage.repository import NodeRepository
-from adapters.storage.tables import OUTBOUND, PENDING, ControlRequest, Message, OutboxEntry
+from adapters.storage.writes import Writes
 from schemas.registry import RECEIPT
-from services.domain.exceptions import ReferralMismatch, UnknownMessage
+from services.domain.delivery import PENDING
+from services.domain.exceptions import DomainError, ReferralMismatch, UnknownMessage
 from services.domain.lifecycle import NEW, next_state
 from services.protocol.compose import SignedMessage
+from services.protocol.exceptions import ComposeError
 
 from .context import NodeContext
-from .referrals import advance_referral
+from .records import OUTBOUND, message_row, outbox_row
+from .referrals import ReferralView
 from .requests import Request, RequestReused, Sent
 
 
-def routing_key(recipient: str, kind: str) -> str:
-    return f"{recipient}.{kind}"
-
-
 class OutgoingBatch:
-    """Messages of one referral staged in one transaction."""
+    """Messages of one referral, staged in one transaction."""
 
-    def __init__(self, ctx: NodeContext, repo: NodeRepository, referral_id: str):
+    def __init__(self, ctx: NodeContext, repo: NodeRepository, referral_id: str, row: Mapping | None,
+                 writes: Writes):
         self.ctx = ctx
         self.repo = repo
         self.referral_id = referral_id
-        self.referral = repo.referral(referral_id, for_update=True)
-        self.state = self.referral.state if self.referral else NEW
+        self.view = ReferralView(referral_id, row)
+        self.writes = writes
         self.sent: list[SignedMessage] = []
         # A kind sent to several agencies at once (a judgment to the bureau, the procuratorate
         # and the police) moves the referral once.
         self._fanned_out: dict[str, str] = {}
 
+    @property
+    def referral(self):
+        """Whether this node knows the referral (before or through this batch)."""
+        return self.view if self.view.known else None
+
+    @property
+    def state(self) -> str:
+        return self.view.state or NEW
+
     def stage(self, kind: str, recipient: str, body: Mapping, *, in_reply_to: str | None = None,
               seal: bool = False) -> SignedMessage:
         if in_reply_to is not None:
-            answered = self.repo.message(in_reply_to)
+            answered = self.repo.message_rows([in_reply_to]).get(in_reply_to)
             if answered is None:
                 raise UnknownMessage(f"message {in_reply_to} is not known to {self.ctx.agency}")
-            if answered.referral_id != self.referral_id:
+            if answered["referral_id"] != self.referral_id:
                 raise ReferralMismatch(
-                    f"message {in_reply_to} belongs to referral {answered.referral_id}, not {self.referral_id}")
+                    f"message {in_reply_to} belongs to referral {answered['referral_id']}, not {self.referral_id}")
+        before = self.state
         if kind in self._fanned_out:
             new_state = self._fanned_out[kind]
         else:
-            new_state = next_state(kind, self.state, body)
+            new_state = next_state(kind, before, body)
             self._fanned_out[kind] = new_state
         now = self.ctx.clock()
         signed = self.ctx.composer.compose(kind, recipient, body, referral_id=self.referral_id,
                                            in_reply_to=in_reply_to, sent_at=now, seal=seal)
-        store_outbound(self.repo, signed, now, needs_receipt=kind != RECEIPT)
-        self._advance(kind, new_state, signed, body, now)
+        record_outbound(self.writes, signed, now, needs_receipt=kind != RECEIPT)
+        if kind != RECEIPT:
+            self.view.advance(self.writes, kind=kind, body=body, new_state=new_state,
+                              message_id=signed.message_id, opened_by=self.ctx.agency, now=now)
+            self.writes.audit_event(now, "message.sent", referral_id=self.referral_id,
+                                    message_id=signed.message_id,
+                                    detail={"kind": kind, "recipient": recipient, "sha256": signed.sha256,
+                                            "from_state": before, "to_state": new_state})
         self.sent.append(signed)
         return signed
 
-    def _advance(self, kind: str, new_state: str, signed: SignedMessage, body: Mapping, now) -> None:
-        if kind == RECEIPT:
-            return
-        self.referral = advance_referral(
-            self.repo, self.referral, referral_id=self.referral_id, kind=kind, body=body,
-            new_state=new_state, message_id=signed.message_id, opened_by=self.ctx.agency, now=now)
-        self.repo.append_audit(now, "message.sent", referral_id=self.referral_id,
-                               message_id=signed.message_id,
-                               detail={"kind": kind, "recipient": signed.envelope["recipient"],
-                                       "sha256": signed.sha256, "from_state": self.state,
-                                       "to_state": new_state})
-        self.state = new_state
+
+def record_outbound(writes: Writes, signed: SignedMessage, now, *, needs_receipt: bool) -> None:
+    """The signed message and its outbox row, to be written with the transaction's writes."""
+    writes.messages.append(message_row(signed.envelope, signed.raw, direction=OUTBOUND, stored_at=now,
+                                       status=PENDING, body=signed.plain_body, sha256=signed.sha256))
+    writes.outbox.append(outbox_row(signed.envelope, needs_receipt=needs_receipt, now=now))
 
 
-@contextmanager
-def outgoing(ctx: NodeContext, referral_id: str | None = None) -> Iterator[OutgoingBatch]:
-    """Stage messages of one referral; all are committed with the state change, or none."""
-    with ctx.store.transaction() as repo:
-        yield OutgoingBatch(ctx, repo, referral_id or str(uuid.uuid4()))
+def store_outbound(repo: NodeRepository, signed: SignedMessage, now, *, needs_receipt: bool) -> None:
+    """Write one signed message and its outbox row now (the office's urges)."""
+    writes = Writes()
+    record_outbound(writes, signed, now, needs_receipt=needs_receipt)
+    repo.session.flush()
+    repo.write(writes)
 
 
-def staged(ctx: NodeContext, referral_id: str | None, stage: Callable[[OutgoingBatch], None],
-           request: Request | None = None) -> Sent:
+Stage = Callable[[OutgoingBatch], None]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One state-changing call: what to stage, on which referral (None: a new one), once per
+    request id."""
+
+    stage: Stage
+    referral_id: str | None = None
+    request: Request | None = None
+
+
+class Refused(Exception):
+    """A call of a batch that was refused (its rule and detail); the others went through."""
+
+    def __init__(self, error: DomainError | ComposeError):
+        super().__init__(str(error))
+        self.error = error
+        self.rule = error.rule
+        self.detail = error.detail
+
+
+def staged(ctx: NodeContext, referral_id: str | None, stage: Stage, request: Request | None = None) -> Sent:
     """Run ``stage`` on one batch in one transaction; with a request id, once only: a repeat
     returns what the first call returned, and sends nothing."""
+    [result] = staged_many(ctx, [Call(stage, referral_id, request)], refuse_alone=False)
+    return result
+
+
+def staged_many(ctx: NodeContext, calls: list[Call], *, refuse_alone: bool = True) -> list[Sent | Refused]:
+    """Several calls in one transaction. With ``refuse_alone``, a call refused by the
+    lifecycle, a schema or a route is left out (its entry is a Refused) and the others commit;
+    otherwise its error is raised and nothing commits."""
     for attempt in (1, 2):
         try:
-            with ctx.store.transaction() as repo:
-                if request is not None:
-                    done = repo.control_request(request.request_id)
-                    if done is not None:
-                        return _repeat(done, request)
-                batch = OutgoingBatch(ctx, repo, referral_id or str(uuid.uuid4()))
-                stage(batch)
-                sent = Sent.of(batch.sent, request)
-                if request is not None:
-                    repo.add_control_request(ControlRequest(request_id=request.request_id, action=request.action,
-                                                            at=ctx.clock(), result=sent.summary))
-            return sent
-        except DuplicateRequest:  # a concurrent call with this id committed first
+            return _staged_once(ctx, calls, refuse_alone)
+        except DuplicateRequest:  # a concurrent call with one of these ids committed first
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _repeat(done: ControlRequest, request: Request) -> Sent:
-    if done.action != request.action:
-        raise RequestReused(f"request id {request.request_id} was used for {done.action}, not {request.action}")
-    return Sent(dict(done.result), (), True, request.request_id)
+def _staged_once(ctx: NodeContext, calls: list[Call], refuse_alone: bool) -> list[Sent | Refused]:
+    results: list[Sent | Refused | None] = [None] * len(calls)
+    with ctx.store.transaction() as repo:
+        done = repo.control_request_rows([c.request.request_id for c in calls if c.request])
+        referral_ids = [c.referral_id for c in calls if c.referral_id]
+        rows = repo.referral_rows(referral_ids)
+        writes = Writes()
+        views: dict[str, OutgoingBatch] = {}
+        for index, call in enumerate(calls):
+            if call.request is not None and call.request.request_id in done:
+                results[index] = _repeat(done[call.request.request_id], call.request)
+                continue
+            item = Writes()
+            referral_id = call.referral_id or str(uuid.uuid4())
+            batch = OutgoingBatch(ctx, repo, referral_id, rows.get(referral_id), item)
+            if referral_id in views:  # a later call on a referral this transaction moved
+                batch.view = views[referral_id].view
+            before = copy.copy(batch.view)
+            try:
+                call.stage(batch)
+            except (DomainError, ComposeError) as error:
+                if not refuse_alone:
+                    raise
+                batch.view.__dict__.update(before.__dict__)  # as if the refused call never ran
+                results[index] = Refused(error)
+                continue
+            views[referral_id] = batch
+            sent = Sent.of(batch.sent, call.request)
+            if call.request is not None:
+                item.control_requests.append({"request_id": call.request.request_id, "action": call.request.action,
+                                              "at": ctx.clock(), "result": sent.summary})
+                done[call.request.request_id] = {"action": call.request.action, "result": sent.summary}
+            writes.extend(item)
+            results[index] = sent
+        repo.write(writes)
+    return results
 
 
-def send(ctx: NodeContext, kind: str, recipient: str, body: Mapping, *,
-         referral_id: str | None = None, in_reply_to: str | None = None,
-         seal: bool = False) -> SignedMessage:
-    with outgoing(ctx, referral_id) as batch:
-        return batch.stage(kind, recipient, body, in_reply_to=in_reply_to, seal=seal)
+def _repeat(done: Mapping, request: Request) -> Sent:
+    if done["action"] != request.action:
+        raise RequestReused(f"request id {request.request_id} was used for {done['action']}, not {request.action}")
+    return Sent(dict(done["result"]), (), True, request.request_id)
 
 
-def store_outbound(repo: NodeRepository, signed: SignedMessage, now, *, needs_receipt: bool) -> None:
-    envelope = signed.envelope
-    repo.add_message(Message(
-        message_id=signed.message_id, direction=OUTBOUND, kind=envelope["kind"],
-        schema_version=envelope["schema_version"], sender=envelope["sender"],
-        recipient=envelope["recipient"], referral_id=envelope["referral_id"],
-        in_reply_to=envelope["in_reply_to"], sent_at=now, stored_at=now, sha256=signed.sha256,
-        sealed=envelope["body_encoding"] == "sealed", raw=signed.raw, body=signed.plain_body,
-        status=PENDING))
-    repo.add_outbox_entry(OutboxEntry(
-        message_id=signed.message_id, routing_key=routing_key(envelope["recipient"], envelope["kind"]),
-        needs_receipt=needs_receipt, state=PENDING, attempts=0, next_attempt_at=now))
-
+def send(ctx: NodeContext, kind: str, recipient: str, body: Mapping, *, referral_id: str | None = None,
+         in_reply_to: str | None = None, seal: bool = False) -> SignedMessage:
+    """One message in its own transaction (tests and small tools)."""
+    def stage(batch: OutgoingBatch) -> None:
+        batch.stage(kind, recipient, body, in_reply_to=in_reply_to, seal=seal)
+    return staged(ctx, referral_id, stage)[0]

@@ -40,29 +40,58 @@ class AgencyNode:
         return NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy, p.seal_by_default)
 
     # -- entrypoint bodies (bound to a queue and a timer by the factory) ---------------------
-    def handle_envelope(self, delivery: receiving.Delivery) -> dict:
+    def handle_envelopes(self, deliveries: list[receiving.Delivery]) -> list[dict | None]:
+        """One outcome per delivery, in order; None for one that could not be stored (it is
+        requeued). A batch that fails as a whole (one delivery breaks the transaction) is
+        taken again one by one, so the others are not failed with it."""
         ctx = self.context()
         try:
-            outcome = receiving.receive(ctx, delivery)
+            outcomes = receiving.receive_batch(ctx, deliveries)
+        except Exception:
+            if len(deliveries) == 1:
+                log.exception("%s: could not store an incoming message; it will be redelivered", ctx.agency)
+                outcomes = [None]
+            else:
+                log.warning("%s: a batch of %d could not be stored; taking them one by one", ctx.agency,
+                            len(deliveries), exc_info=True)
+                outcomes = [self._receive_alone(ctx, delivery) for delivery in deliveries]
+        if None in outcomes:
+            eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
+        stored = [o for o in outcomes if o is not None]
+        self.flush_outbox(ctx, receiving.receipts_to_publish(stored))  # the receipts now, not at the next tick
+        return [o.__dict__ if o is not None else None for o in outcomes]
+
+    @staticmethod
+    def _receive_alone(ctx: NodeContext, delivery: receiving.Delivery):
+        try:
+            return receiving.receive(ctx, delivery)
         except Exception:
             log.exception("%s: could not store an incoming message; it will be redelivered", ctx.agency)
-            eventlet.sleep(REQUEUE_PAUSE_SECONDS)
-            raise
-        self.flush_outbox(ctx)  # send the receipt now rather than at the next tick
-        return outcome.__dict__
+            return None
 
-    def flush_outbox(self, ctx: NodeContext | None = None) -> relay.RelayReport | None:
+    def flush_outbox(self, ctx: NodeContext | None = None,
+                     message_ids: list[str] | None = None) -> relay.RelayReport | None:
+        """Publish what is due (``message_ids``: just those, as soon as they are committed),
+        when this process holds the node's relay lease."""
         ctx = ctx or self.context()
+        if message_ids is not None and not message_ids:
+            return None
+        transport = self.transport
         try:
-            with self.transport.relay_lock:
-                return relay.relay_due(ctx, self.transport.publish)
+            with transport.relay_lock:
+                if not transport.lease.hold(ctx):
+                    return None  # a standby: the process holding the lease publishes
+                if message_ids is not None:
+                    return relay.relay_due(ctx, transport.publisher, message_ids=message_ids, resends=False)
+                return relay.relay_due(ctx, transport.publisher, resends=not transport.backlogged(ctx.agency),
+                                       busy=transport.backlogged)
         except Exception:  # the timer will try again; the outbox keeps everything
             log.exception("%s: outbox relay failed", ctx.agency)
             return None
 
     def _sent(self, sent: Sent) -> dict:
         if sent.messages:
-            self.flush_outbox()
+            self.flush_outbox(message_ids=[m.message_id for m in sent.messages])
         return sent.answer()
 
     def _request(self, action: str, request_id: str | None) -> Request | None:

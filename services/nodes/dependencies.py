@@ -15,6 +15,7 @@ from adapters.transport.topology import check_provisioned
 from services import config as c
 from services import settings
 from services.handlers.context import DeliveryPolicy
+from services.handlers.relay_lease import RelayLease
 from services.protocol.compose import Composer
 from services.protocol.verify import Verifier
 
@@ -92,9 +93,16 @@ class NodeProtocol(DependencyProvider):
 
 @dataclass(frozen=True)
 class TransportApi:
-    publish: Callable[[bytes, str], None]
-    # One relay at a time per node, whoever triggers it (timer, RPC, consumer).
+    publisher: EnvelopePublisher          # publish / publish_many, with the agency's user_id
+    # One relay at a time in this process, whoever triggers it (timer, RPC, consumer) ...
     relay_lock: Semaphore
+    # ... and one process at a time per node (a second one waits as a standby).
+    lease: RelayLease
+    backlogged: Callable[[str], bool]     # agency -> its queue holds messages not yet taken
+
+    @property
+    def publish(self) -> Callable[[bytes, str], None]:
+        return self.publisher.publish
 
 
 class NodeTransport(DependencyProvider):
@@ -108,9 +116,22 @@ class NodeTransport(DependencyProvider):
         bus_uri = config[BUS_CONNECTION_KEY]
         check_provisioned(bus_uri, self.topology, self.container.service_name)
         self.publisher = EnvelopePublisher(bus_uri, self.topology, config[BUS_USER_KEY])
-        self.api = TransportApi(self.publisher.publish, Semaphore())
+        lease = RelayLease(timedelta(seconds=float(config[c.DELIVERY].get(c.LEASE_SECONDS, 10))))
+        self.api = TransportApi(self.publisher, Semaphore(), lease, self._backlogged)
+
+    def _backlogged(self, agency: str) -> bool:
+        """Whether ``agency``'s queue holds ready messages (unknown counts as no)."""
+        depth = self.publisher.queue_depth(self.topology.queue_name(agency))
+        return bool(depth)
 
     def stop(self):
+        # A clean stop lets a standby take over at once rather than after the lease expires.
+        store = next((d.store for d in self.container.dependencies if isinstance(d, NodeDatabase)), None)
+        if store is not None and self.api.lease.holding:
+            try:
+                self.api.lease.release_in(store)
+            except Exception:  # the database is gone: the lease simply expires
+                pass
         self.publisher.close()
 
     def get_dependency(self, worker_ctx) -> TransportApi:

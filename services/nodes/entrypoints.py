@@ -16,6 +16,9 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+from eventlet.event import Event
+from eventlet.queue import Empty, LightQueue
+
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
@@ -30,7 +33,10 @@ log = logging.getLogger(__name__)
 BUS_CONNECTION_KEY = "CLUEBUS_BUS_CONNECTION"      # bus URI with the agency's bus account
 BUS_USER_KEY = "CLUEBUS_BUS_USER"                  # the agency's own bus user name
 BUS_USERS_KEY = "CLUEBUS_BUS_USERS"                # {broker user: agency} for every agency
+BATCH_SIZE_KEY = "CLUEBUS_BATCH_SIZE"              # deliveries handled in one transaction, at most
 CALL_ID_KEY = "cluebus.call_id"
+
+DEFAULT_BATCH_SIZE = 200
 
 
 class BusQueueConsumer(QueueConsumer):
@@ -40,6 +46,11 @@ class BusQueueConsumer(QueueConsumer):
     @property
     def amqp_uri(self):
         return self.container.config[BUS_CONNECTION_KEY]
+
+    @property
+    def prefetch_count(self):
+        # Room for the batch being handled and the next one filling up.
+        return 2 * int(self.container.config.get(BATCH_SIZE_KEY, DEFAULT_BATCH_SIZE))
 
     def get_consumers(self, consumer_cls, channel):
         for provider in self._providers:
@@ -70,6 +81,12 @@ def _bytes(body) -> bytes:
 
 
 class EnvelopeConsumer(Entrypoint):
+    """Deliveries are handled in batches: one worker takes every delivery waiting (at most the
+    batch size) and handles them in one transaction, while the next batch fills up. Under light
+    load a batch is one delivery, handled at once; under load batches grow by themselves. The
+    worker returns one outcome per delivery, None for one it could not store: that one is
+    requeued, the others are acked (all with one ack when none failed)."""
+
     queue_consumer = BusQueueConsumer()
 
     def __init__(self, queue, **kwargs):
@@ -77,30 +94,76 @@ class EnvelopeConsumer(Entrypoint):
         super().__init__(**kwargs)
 
     def setup(self):
+        self.batch_size = int(self.container.config.get(BATCH_SIZE_KEY, DEFAULT_BATCH_SIZE))
+        self._waiting: LightQueue = LightQueue()
         self.queue_consumer.register_provider(self)
+
+    def start(self):
+        self.container.spawn_managed_thread(self._take_batches, identifier=f"{type(self).__name__}.batches")
 
     def stop(self):
         self.queue_consumer.unregister_provider(self)
 
     def handle_raw(self, message):
+        self._waiting.put(message)
+
+    def _take_batches(self):
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._waiting.get_nowait())
+                except Empty:
+                    break
+            deliveries = [self._delivery(message) for message in batch]
+            settled = Event()
+            try:
+                self.container.spawn_worker(self, (deliveries,), {},
+                                            handle_result=partial(self.handle_result, batch, settled))
+            except ContainerBeingKilled:
+                for message in batch:
+                    self.queue_consumer.requeue_message(message)
+                return
+            settled.wait()  # one batch at a time: acks stay in delivery order
+
+    def _delivery(self, message) -> Delivery:
         properties = message.properties or {}
         user_id = properties.get("user_id")
         users = self.container.config.get(BUS_USERS_KEY, {})
-        delivery = Delivery(raw=_bytes(message.body), content_type=message.content_type,
-                            user_id=user_id, publisher=users.get(user_id),
-                            redelivered=bool(message.delivery_info.get("redelivered")))
-        try:
-            self.container.spawn_worker(self, (delivery,), {},
-                                        handle_result=partial(self.handle_result, message))
-        except ContainerBeingKilled:
-            self.queue_consumer.requeue_message(message)
+        return Delivery(raw=_bytes(message.body), content_type=message.content_type,
+                        user_id=user_id, publisher=users.get(user_id),
+                        redelivered=bool((message.delivery_info or {}).get("redelivered")))
 
-    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        if exc_info is not None:
-            self.queue_consumer.requeue_message(message)
-        else:
-            self.queue_consumer.ack_message(message)
+    def handle_result(self, batch, settled, worker_ctx, result=None, exc_info=None):
+        try:
+            self._settle(batch, result, exc_info)
+        finally:
+            settled.send()
         return result, exc_info
+
+    def _settle(self, batch, result, exc_info) -> None:
+        if exc_info is not None or result is None:
+            for message in batch:
+                self.queue_consumer.requeue_message(message)
+        elif all(outcome is not None for outcome in result):
+            _ack_up_to(batch[-1])
+        else:
+            for message, outcome in zip(batch, result):
+                if outcome is None:
+                    self.queue_consumer.requeue_message(message)
+                else:
+                    self.queue_consumer.ack_message(message)
+
+
+def _ack_up_to(message) -> None:
+    """One ack for this delivery and every earlier one of its channel (the batches before it
+    are settled already: one batch at a time, in delivery order)."""
+    channel = message.channel
+    if channel.connection:  # else the broker has reclaimed them all: they come again
+        try:
+            channel.basic_ack(message.delivery_tag, multiple=True)
+        except ConnectionError:  # pragma: no cover
+            pass
 
 
 consume_envelopes = EnvelopeConsumer.decorator

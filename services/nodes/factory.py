@@ -12,7 +12,8 @@ from services.handlers import workflows
 
 from .base import CALLER_ERRORS, AgencyNode
 from .dependencies import Clock
-from .entrypoints import BUS_CONNECTION_KEY, BUS_USER_KEY, BUS_USERS_KEY, consume_envelopes, control_rpc
+from .entrypoints import (BATCH_SIZE_KEY, BUS_CONNECTION_KEY, BUS_USER_KEY, BUS_USERS_KEY, consume_envelopes,
+                          control_rpc)
 from .roles import FOLLOW_UP, REFER, REPLY, ROLE_ACTIONS, START, Action
 
 
@@ -51,8 +52,8 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     topology = settings.topology(config)
     interval = float(config[c.DELIVERY][c.RELAY_INTERVAL_SECONDS])
 
-    def on_envelope(self, raw):
-        return self.handle_envelope(raw)
+    def on_envelope(self, deliveries):
+        return self.handle_envelopes(deliveries)
 
     def relay_outbox(self):
         self.flush_outbox()
@@ -84,4 +85,5 @@ def container_config(config: Mapping, agency: str, credentials=None) -> dict:
             BUS_CONNECTION_KEY: settings.bus_uri(config, agency, credentials),
             BUS_USER_KEY: credentials.bus.user,
             BUS_USERS_KEY: {names.bus_user(a): a for a in c.agency_codes(config)},
+            BATCH_SIZE_KEY: int(config[c.DELIVERY].get(c.BATCH_SIZE, 200)),
             "WEB_SERVER_ADDRESS": config.get(c.OFFICE, {}).get(c.HTTP_ADDRESS, "127.0.0.1:8000")}

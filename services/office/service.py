@@ -4,11 +4,13 @@ all traffic, a timer, RPC and HTTP) into calls of services/office/handlers.py.""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Mapping
 
+import eventlet
 from nameko.constants import WEB_SERVER_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
@@ -20,7 +22,7 @@ from adapters.storage.office_tables import OfficeBase
 from services import config as c
 from services import settings
 from services.handlers.context import NodeContext
-from services.nodes.base import AgencyNode
+from services.nodes.base import REQUEUE_PAUSE_SECONDS, AgencyNode
 from services.nodes.dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
 from services.nodes.entrypoints import consume_envelopes, control_rpc
 
@@ -29,6 +31,8 @@ from .calendar import Calendar
 from .login import LoginApi, login_api
 from .rules import load_rules
 from .tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 OFFICE_NAME = "联席会议办公室 Joint-Meeting Office"
 
@@ -124,12 +128,21 @@ class JointOfficeBase:
         return handlers.OfficeContext(node, self.rules.tracker, self.rules.warn_before,
                                       self.rules.escalate_after, list(self.agencies))
 
-    def handle_traffic(self, delivery) -> dict:
+    def handle_traffic(self, deliveries) -> list[dict | None]:
+        """One result per delivery; None for one that could not be stored (requeued)."""
         ctx = self.context()
-        result = handlers.observe(ctx, delivery)
-        if result.get("receipt"):
+        results = []
+        for delivery in deliveries:
+            try:
+                results.append(handlers.observe(ctx, delivery))
+            except Exception:
+                log.exception("office: could not record an observed message; it will be redelivered")
+                results.append(None)
+        if None in results:
+            eventlet.sleep(REQUEUE_PAUSE_SECONDS)
+        if any(r and r.get("receipt") for r in results):
             self.flush_outbox(ctx.node)
-        return result
+        return results
 
     def act(self) -> list[dict]:
         ctx = self.context()
@@ -241,8 +254,8 @@ def build_office_service(config: Mapping, *, clock=None) -> type:
     topology = settings.topology(config)
     office = config[c.OFFICE]
 
-    def on_traffic(self, delivery):
-        return self.handle_traffic(delivery)
+    def on_traffic(self, deliveries):
+        return self.handle_traffic(deliveries)
 
     def scan(self):
         self.act()

@@ -138,11 +138,13 @@ class Bus:
         def matches(worker_ctx, result, exc_info):
             if exc_info is not None or result is None:
                 return False
-            if ((kind is None or result.get("kind") == kind)
-                    and (status is None or result.get("status") == status)):
-                seen.append(result)
+            for outcome in result:  # a batch: one outcome per delivery
+                if outcome is not None and ((kind is None or outcome.get("kind") == kind)
+                                            and (status is None or outcome.get("status") == status)):
+                    seen.append(outcome)
             return len(seen) >= count
-        return entrypoint_waiter(self.containers[agency], "on_envelope", timeout=timeout, callback=matches)
+        return _OutcomeWaiter(entrypoint_waiter(self.containers[agency], "on_envelope", timeout=timeout,
+                                                callback=matches), seen)
 
     def context(self, agency: str) -> NodeContext:
         """Direct access to a node's database and protocol (as the CLI has it)."""
@@ -170,6 +172,23 @@ class Bus:
             store.dispose()
         self._contexts.clear()
         self._stores.clear()
+
+
+class _OutcomeWaiter:
+    """An entrypoint waiter whose result is the last matching outcome (not the whole batch)."""
+
+    def __init__(self, waiter, seen: list):
+        self._waiter, self._seen = waiter, seen
+
+    def __enter__(self):
+        self._waiter.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._waiter.__exit__(*exc)
+
+    def get(self):
+        return self._seen[-1]
 
 
 def free_port() -> int:

@@ -204,8 +204,13 @@ def test_message_resent_after_a_lost_receipt_is_applied_once(bus):
 
 # -- (d) no receipt after the last attempt -------------------------------------------------------------
 def test_message_without_receipt_after_the_last_attempt_is_marked_failed(bus):
+    """The police's system takes every copy off its queue and never answers (as a node that
+    quarantines what it cannot authenticate does): after MAX_ATTEMPTS publications without a
+    receipt the bureau gives up, loudly."""
     bus.sync_clock()
     bus.start(MEDICAL, fake_clock=True)  # the police never run: no receipt will come
+    police_queue = h.queue_name(bus, POLICE)
+    taken = []
     with bus.rpc() as rpc:
         transfer_id = rpc.medical_security.refer_clue(clue(1))["messages"][0]["message_id"]
 
@@ -214,6 +219,7 @@ def test_message_without_receipt_after_the_last_attempt_is_marked_failed(bus):
             return found
 
         assert (entry()["state"], entry()["attempts"]) == (PUBLISHED, 1)
+        taken += h.drain_queue(bus, police_queue)
         # Resend after the timeout, then after twice the timeout (backoff factor 2).
         for attempts, wait in ((2, RECEIPT_TIMEOUT), (3, RECEIPT_TIMEOUT * 2)):
             bus.clock.advance(seconds=wait.total_seconds() - 1)
@@ -222,6 +228,7 @@ def test_message_without_receipt_after_the_last_attempt_is_marked_failed(bus):
             bus.clock.advance(seconds=2)
             rpc.medical_security.relay_now()
             assert (entry()["state"], entry()["attempts"]) == (PUBLISHED, attempts)
+            taken += h.drain_queue(bus, police_queue)
         # After the third publication, the next timeout ends it.
         bus.clock.advance(seconds=(RECEIPT_TIMEOUT * 4).total_seconds() + 1)
         rpc.medical_security.relay_now()
@@ -239,9 +246,37 @@ def test_message_without_receipt_after_the_last_attempt_is_marked_failed(bus):
         assert failed.detail == {"attempts": MAX_ATTEMPTS, "recipient": POLICE}
         assert len(h.audit_events(repo, "delivery.resent")) == MAX_ATTEMPTS - 1
         assert repo.referral(repo.message(transfer_id).referral_id).state == "transferred"
-    # The same bytes were published three times; they wait in the police's queue.
-    copies = h.drain_queue(bus, h.queue_name(bus, POLICE))
-    assert len(copies) == MAX_ATTEMPTS and len({bytes(m.body) for m in copies}) == 1
+    # The same bytes were published three times.
+    assert len(taken) == MAX_ATTEMPTS and len({bytes(m.body) for m in taken}) == 1
+    assert h.queue_depth(bus, police_queue) == 0
+
+
+def test_no_resend_while_the_recipients_queue_still_holds_messages(bus):
+    """A sender must not take a recipient's backlog for silence: while the police's queue still
+    holds messages (the police are down, or behind), a message without its receipt is not
+    published again, not counted as an attempt and never marked failed; once the queue is
+    taken, resending resumes."""
+    bus.sync_clock()
+    bus.start(MEDICAL, fake_clock=True)
+    police_queue = h.queue_name(bus, POLICE)
+    with bus.rpc() as rpc:
+        transfer_id = rpc.medical_security.refer_clue(clue(1))["messages"][0]["message_id"]
+
+        def entry():
+            [found] = [e for e in rpc.medical_security.outbox() if e["message_id"] == transfer_id]
+            return found
+
+        for _ in range(MAX_ATTEMPTS + 2):  # far past every timeout and the last attempt
+            bus.clock.advance(seconds=(RECEIPT_TIMEOUT * 2 ** MAX_ATTEMPTS).total_seconds())
+            rpc.medical_security.relay_now()
+            assert (entry()["state"], entry()["attempts"]) == (PUBLISHED, 1)
+        assert h.queue_depth(bus, police_queue) == 1  # one copy, waiting
+        h.drain_queue(bus, police_queue)
+        bus.clock.advance(seconds=(RECEIPT_TIMEOUT * 2 ** MAX_ATTEMPTS).total_seconds())
+        rpc.medical_security.relay_now()
+        assert (entry()["state"], entry()["attempts"]) == (PUBLISHED, 2)
+    with h.db(bus, MEDICAL) as repo:
+        assert h.audit_events(repo, "delivery.failed") == []
 
 
 def test_failed_delivery_says_no_receipt_came(bus):
