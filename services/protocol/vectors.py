@@ -22,11 +22,13 @@ from adapters.crypto.sealing import BoxKey
 from adapters.crypto.signing import Signer
 from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from schemas.envelope import PROTOCOL, SEAL_ALGORITHM, SEALED
+from schemas.facts import facts_of
 from schemas.registry import CLUE_TRANSFER, RECEIPT, dump_body
 from schemas.routes import RouteTable
 
 from .compose import Composer, encode, sign_envelope
 from .signing_input import SIGNATURE_DOMAIN, body_sha256, message_sha256, signing_input, unsigned
+from .transport import CONTENT_TYPE
 from .verify import DEFAULT_CLOCK_SKEW, DEFAULT_MAX_MESSAGE_BYTES
 
 VECTORS_FORMAT = "cluebus-protocol-vectors/1"
@@ -54,12 +56,22 @@ REFERRAL_SEALED = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41"
 MSG_CLUE = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310001"
 MSG_RECEIPT = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310002"
 MSG_SEALED = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310003"
+MSG_SEALED_FACTS = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310004"
 MSG_BAD = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d3100ff"  # used by hand-crafted invalid messages
 
 SENT_CLUE = "2026-11-24T09:00:00Z"
 SENT_RECEIPT = "2026-11-24T09:00:05.250000Z"
 SENT_SEALED = "2026-11-24T09:30:00Z"
+SENT_SEALED_FACTS = "2026-11-24T09:45:00Z"
 SEAL_NONCE = bytes(range(0x40, 0x40 + 24))
+SEAL_NONCE_FACTS = bytes(range(0x60, 0x60 + 24))  # another fixed nonce: never reuse one
+
+# What the bus said about a delivery (protocol §17, §19): the content type, and the agency
+# whose bus account published it (None: no user_id, or one that is no agency's bus account).
+def _transport(content_type: str | None = CONTENT_TYPE,
+               publisher: str | None = "medical_security") -> dict:
+    return {"content_type": content_type, "publisher": publisher}
+
 
 # The size limit used by the "oversized" vector (instead of building 1 MiB of data).
 OVERSIZED_LIMIT_SLACK = 1
@@ -276,6 +288,7 @@ class _Builder:
             verify_at=_plus(SENT_RECEIPT, DEFAULT_CLOCK_SKEW.total_seconds())))
 
         self._build_sealed()
+        self._build_sealed_with_facts()
 
         # Any JSON text is acceptable on the wire: the same signed envelope, pretty-printed,
         # members in reverse order and every non-ASCII character as a \u escape.
@@ -288,6 +301,15 @@ class _Builder:
             "outside the BMP), trailing newline. Receivers must accept it: the signature covers "
             "the canonical form, not the bytes received. Its message_sha256 differs.",
             clue.envelope, pretty, receiver="public_security", verify_at=SENT_CLUE))
+
+        entry = self._valid_entry(
+            "plain_clue_transfer_from_the_bus",
+            "plain_clue_transfer as delivered by the bus: with content type "
+            f"{CONTENT_TYPE} and published by medical_security's bus account, its sender "
+            "(steps 1a and 5a pass).",
+            clue.envelope, clue.raw, receiver="public_security", verify_at=_plus(SENT_CLUE, 42))
+        entry["transport"] = _transport()
+        self.valid.append(entry)
 
     def _build_sealed(self) -> None:
         sender, recipient = self.a("health"), self.a("public_security")
@@ -326,6 +348,51 @@ class _Builder:
             "ciphertext_hex": base64.b64decode(ciphertext_b64).hex(),
             "plain_body": plain,
             "plain_body_canonical_hex": plaintext.hex(),
+        }
+        self.valid.append(entry)
+
+    def _build_sealed_with_facts(self) -> None:
+        sender, recipient = self.a("health"), self.a("public_security")
+        plain = dump_body(CLUE_TRANSFER, 1, _sealed_clue_body())
+        plaintext = canonical_bytes(plain)
+        facts = facts_of(CLUE_TRANSFER, plain)
+        nonce_b64, ciphertext_b64 = sender.box_key.seal(plaintext, recipient.material.box_public,
+                                                        nonce=SEAL_NONCE_FACTS)
+        sealed_body = {
+            "alg": SEAL_ALGORITHM,
+            "sender_box_key_id": sender.material.box_key_id,
+            "recipient_box_key_id": recipient.material.box_key_id,
+            "nonce": nonce_b64,
+            "ciphertext": ciphertext_b64,
+            "facts": facts,
+        }
+        envelope = {
+            "protocol": PROTOCOL, "message_id": MSG_SEALED_FACTS, "kind": CLUE_TRANSFER,
+            "schema_version": 1, "sender": sender.code, "recipient": recipient.code,
+            "referral_id": REFERRAL_SEALED, "in_reply_to": None, "sent_at": SENT_SEALED_FACTS,
+            "sender_key_id": sender.material.signing_key_id, "body_encoding": SEALED,
+            "body": sealed_body, "body_sha256": body_sha256(sealed_body),
+        }
+        envelope = sign_envelope(envelope, sender.signer)
+        raw = encode(envelope)
+        self.sealed_facts_envelope = envelope
+        entry = self._valid_entry(
+            "sealed_clue_transfer_with_facts",
+            "The body of sealed_clue_transfer, sealed from health to public_security with "
+            "another fixed nonce, whose sealed object also carries facts: the members of the "
+            "plain body listed for clue_transfer (clue_no, category, amount_involved_fen, "
+            "team_reported_at, approved_at), with the same values, in the clear. body_sha256 and "
+            "the signature cover them. The recipient opens the body and checks that the facts "
+            "are exactly the body's (step 18); an observer reads only the facts.",
+            envelope, raw, receiver="public_security", verify_at=_plus(SENT_SEALED_FACTS, 60))
+        entry["sealed"] = {
+            "sender_box_key_id": sender.material.box_key_id,
+            "recipient_box_key_id": recipient.material.box_key_id,
+            "nonce_hex": SEAL_NONCE_FACTS.hex(),
+            "ciphertext_hex": base64.b64decode(ciphertext_b64).hex(),
+            "plain_body": plain,
+            "plain_body_canonical_hex": plaintext.hex(),
+            "facts": facts,
         }
         self.valid.append(entry)
 
@@ -380,11 +447,23 @@ class _Builder:
         ms, ps = self.a("medical_security"), self.a("public_security")
 
         # Limits and JSON text (before authentication).
+        self.bad("empty_message", "No bytes at all (an empty delivery).",
+                 b"", "message.empty", authenticated=False)
         limit = len(raw) - OVERSIZED_LIMIT_SLACK
         self.bad("oversized",
                  f"plain_clue_transfer's wire bytes ({len(raw)} bytes), received with a limit of "
                  f"{limit} bytes instead of 1 MiB: rejected on the raw length before parsing.",
                  raw, "message.oversized", authenticated=False, max_message_bytes=limit)
+        self.bad("transport_content_type",
+                 "plain_clue_transfer delivered by the bus with content type text/plain "
+                 "(published by medical_security's bus account).",
+                 raw, "transport.content_type", authenticated=False,
+                 transport=_transport(content_type="text/plain"))
+        self.bad("transport_no_content_type",
+                 "plain_clue_transfer delivered by the bus without a content type (published by "
+                 "medical_security's bus account).",
+                 raw, "transport.content_type", authenticated=False,
+                 transport=_transport(content_type=None))
         self.bad("byte_order_mark", "plain_clue_transfer preceded by a UTF-8 byte-order mark.",
                  b"\xef\xbb\xbf" + raw, "json.malformed", authenticated=False)
         title = clue["body"]["title"].encode("utf-8")
@@ -446,6 +525,18 @@ class _Builder:
                  "medical_security addresses a message to itself (validly signed).",
                  self.resign({"recipient": "medical_security"}), "envelope.invalid",
                  authenticated=False, receiver="medical_security")
+
+        # What the bus says about who published it (before authentication).
+        self.bad("transport_sender_mismatch",
+                 "plain_clue_transfer (sender medical_security, validly signed) published on the "
+                 "bus by procuratorate's bus account: a copy replayed by someone who received it.",
+                 raw, "transport.sender_mismatch", authenticated=False,
+                 transport=_transport(publisher="procuratorate"))
+        self.bad("transport_no_publisher",
+                 "plain_clue_transfer delivered by the bus without a user_id naming an agency's "
+                 "bus account (publisher null).",
+                 raw, "transport.sender_mismatch", authenticated=False,
+                 transport=_transport(publisher=None))
 
         # Keys and signature (before authentication).
         self.bad("body_byte_flipped",
@@ -598,6 +689,39 @@ class _Builder:
                                            sender_box_key_id=recipient.material.box_key_id)},
                              signer=sender.signer, base=base),
                  "key.agency_mismatch", authenticated=True, verify_at=SENT_SEALED)
+        self._sealed_facts_invalid()
+
+    def _sealed_facts_invalid(self) -> None:
+        sender = self.a("health")
+        base = self.sealed_facts_envelope
+        facts = base["body"]["facts"]
+
+        def with_facts(new_facts: dict) -> bytes:
+            return self.resign({"body": dict(base["body"], facts=new_facts)},
+                               signer=sender.signer, base=base)
+
+        amount = facts["amount_involved_fen"]
+        self.bad("sealed_facts_mismatch",
+                 "sealed_clue_transfer_with_facts whose facts give amount_involved_fen "
+                 f"{amount // 10} while the sealed body says {amount} (re-hashed and validly "
+                 "re-signed): the recipient finds it on opening the body.",
+                 with_facts(dict(facts, amount_involved_fen=amount // 10)),
+                 "body.facts_mismatch", authenticated=True, verify_at=SENT_SEALED_FACTS)
+        self.bad("sealed_facts_left_out",
+                 "sealed_clue_transfer_with_facts whose facts leave out approved_at, which the "
+                 "sealed body has (re-hashed and validly re-signed).",
+                 with_facts({k: v for k, v in facts.items() if k != "approved_at"}),
+                 "body.facts_mismatch", authenticated=True, verify_at=SENT_SEALED_FACTS)
+        self.bad("sealed_facts_not_of_the_kind",
+                 "sealed_clue_transfer_with_facts whose facts also carry the body's title, which "
+                 "is not a fact of clue_transfer (re-hashed and validly re-signed).",
+                 with_facts(dict(facts, title=_sealed_clue_body()["title"])),
+                 "envelope.invalid", authenticated=False, verify_at=SENT_SEALED_FACTS)
+        self.bad("sealed_facts_not_scalar",
+                 "sealed_clue_transfer_with_facts whose fact category is a list "
+                 "[\"suspected_crime\"], not a string (re-hashed and validly re-signed).",
+                 with_facts(dict(facts, category=[facts["category"]])),
+                 "envelope.invalid", authenticated=False, verify_at=SENT_SEALED_FACTS)
 
     def document(self) -> dict:
         self.build_valid()

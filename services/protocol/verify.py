@@ -187,7 +187,8 @@ class Verifier:
             raise Rejection.from_error(exc, authenticated=True) from None
         if envelope["body_encoding"] == SEALED and "facts" in envelope["body"]:
             expected = facts_of(envelope["kind"], body)
-            if envelope["body"]["facts"] != expected:
+            # Compared as JSON values (true is not 1): by their canonical bytes.
+            if canonical_bytes(envelope["body"]["facts"]) != canonical_bytes(expected):
                 raise Rejection("body.facts_mismatch",
                                 f"the sealed body's facts {envelope['body']['facts']} are not the body's "
                                 f"{expected}", authenticated=True)

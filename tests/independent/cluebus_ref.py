@@ -6,7 +6,10 @@ parsing. It has its own strict JSON parser (section 6), its own RFC 8785 seriali
 float-free subset (section 7), and uses PyNaCl only for the Ed25519 and crypto_box primitives.
 
 Body schemas (section 15) are not implemented: a body that reaches step 17 is returned
-unchecked, so ``body.invalid`` is the one rule this verifier cannot report.
+unchecked, so ``body.invalid`` is the one rule this verifier cannot report. The facts of a
+sealed body (section 11.4) are checked at step 5 and, once the body is opened, at step 18.
+Bytes that came from a transport are verified with the transport's facts (steps 1a and 5a,
+sections 17 and 19) by passing ``transport``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,25 @@ ENVELOPE_MEMBERS = ("protocol", "message_id", "kind", "schema_version", "sender"
                     "referral_id", "in_reply_to", "sent_at", "sender_key_id", "body_encoding",
                     "body", "body_sha256", "signature")
 SEALED_MEMBERS = ("alg", "sender_box_key_id", "recipient_box_key_id", "nonce", "ciphertext")
+SEALED_OPTIONAL_MEMBERS = ("facts",)  # section 11.2
+CONTENT_TYPE = "application/vnd.cluebus.v1+json"  # sections 12.1 step 1a, 19.3
+
+# Section 11.4: the members of a kind's body that are its facts. Any other kind has none.
+FACTS = {
+    "clue_transfer": ("clue_no", "category", "amount_involved_fen", "team_reported_at",
+                      "approved_at"),
+    "filing_decision": ("decision",),
+    "reconsideration_decision": ("outcome",),
+    "case_transfer": ("direction", "amount_involved_fen"),
+    "prosecution_decision": ("decision",),
+    "judgment": ("effective", "amount_to_recover_fen", "fine_fen"),
+    "handling_result": ("result", "amount_recovered_fen", "fine_fen"),
+    "receipt": ("status",),
+    "closure": ("outcome", "amount_recovered_fen"),
+    "reward_payment": ("reward_fen",),
+    "urge": ("step", "level"),
+    "supervision_notice": ("subject",),
+}
 
 AGENCY_RE = re.compile(r"[a-z][a-z0-9_]{1,63}", re.ASCII)
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
@@ -511,7 +533,8 @@ def _check_envelope(envelope: dict) -> None:
         raise bad("sender and recipient are the same")
     if envelope["body_encoding"] == "sealed":
         sealed = envelope["body"]
-        if set(sealed) != set(SEALED_MEMBERS):
+        names = set(sealed)
+        if not set(SEALED_MEMBERS) <= names <= set(SEALED_MEMBERS) | set(SEALED_OPTIONAL_MEMBERS):
             raise bad("the sealed body does not have exactly the members of 11.2")
         if sealed["alg"] != SEAL_ALG:
             raise bad("unknown seal algorithm")
@@ -521,9 +544,39 @@ def _check_envelope(envelope: dict) -> None:
         for name, longest in (("nonce", 64), ("ciphertext", 2 * 1024 * 1024)):
             if not isinstance(sealed[name], str) or not 1 <= len(sealed[name]) <= longest:
                 raise bad(f"body.{name} is not a string of 1..{longest} characters")
+        if "facts" in sealed:
+            _check_facts(envelope["kind"], sealed["facts"])
+
+
+def _check_facts(kind: str, facts: Any) -> None:
+    """Section 11.4, the rule of step 5: an object of the kind's listed members, each a
+    string, an integer, a boolean or null."""
+    if not isinstance(facts, dict):
+        raise _reject("envelope.invalid", "body.facts is not an object")
+    listed = FACTS.get(kind, ())
+    for name, value in facts.items():
+        if name not in listed:
+            raise _reject("envelope.invalid", f"body.facts.{name} is not a fact of {kind}")
+        if not (value is None or isinstance(value, (str, bool)) or _is_int(value)):
+            raise _reject("envelope.invalid", f"body.facts.{name} is not a string, integer, "
+                          "boolean or null")
+
+
+def facts_of(kind: str, body: Mapping) -> dict:
+    """Section 11.4: exactly the listed members of ``body`` that it has, with their values."""
+    return {name: body[name] for name in FACTS.get(kind, ()) if name in body}
 
 
 # -- section 12: verification ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Transport:
+    """What the transport said about a delivery (sections 17, 19.5): its content type (None:
+    none), and the agency whose bus account published it (None: no user_id, or one that names
+    no agency's bus account)."""
+    content_type: str | None
+    publisher: str | None
+
 
 @dataclass(frozen=True)
 class Accepted:
@@ -532,6 +585,9 @@ class Accepted:
     sent_at: datetime
     body: dict | None   # plain, or opened; None when sealed for another agency
     plaintext: bytes | None
+    # The kind's facts: of the readable body, or those a sealed object for another agency
+    # carries; None when the body is sealed for another agency and carries none (11.4).
+    facts: dict | None = None
 
 
 @dataclass
@@ -543,16 +599,26 @@ class RefVerifier:
     max_message_bytes: int = 1024 * 1024
     clock_skew: timedelta = timedelta(seconds=300)
 
-    def verify(self, raw: bytes, now: datetime, *, expected_recipient: str | None = None) -> Accepted:
+    def verify(self, raw: bytes, now: datetime, *, expected_recipient: str | None = None,
+               transport: Transport | None = None) -> Accepted:
+        """``transport``: given for bytes a transport delivered (steps 1a and 5a); None for
+        bytes that did not come from one (they skip those steps)."""
         # Before authentication.
+        if len(raw) == 0:
+            raise _reject("message.empty", "no bytes")
         if len(raw) > self.max_message_bytes:
             raise _reject("message.oversized", f"{len(raw)} > {self.max_message_bytes} bytes")
+        if transport is not None and transport.content_type != CONTENT_TYPE:
+            raise _reject("transport.content_type", f"content type {transport.content_type!r}")
         envelope = parse_json(raw)
         if not isinstance(envelope, dict):
             raise _reject("envelope.invalid", "not a JSON object")
         if envelope.get("protocol") != PROTOCOL:
             raise _reject("protocol.unsupported", f"protocol {envelope.get('protocol')!r}")
         _check_envelope(envelope)
+        if transport is not None and transport.publisher != envelope["sender"]:
+            raise _reject("transport.sender_mismatch",
+                          f"sender {envelope['sender']}, published by {transport.publisher!r}")
         sent_at = parse_timestamp(envelope["sent_at"])
         key = self.keyring.key_for(envelope["sender_key_id"], agency=envelope["sender"],
                                    algorithm="ed25519", at=sent_at)
@@ -572,7 +638,11 @@ class RefVerifier:
         except RefRejection as rejection:
             rejection.authenticated = True
             raise
-        return Accepted(envelope, sha256_hex(raw), sent_at, body, plaintext)
+        if body is not None:
+            facts = facts_of(envelope["kind"], body)
+        else:  # sealed for another agency: only what it says in the clear
+            facts = envelope["body"].get("facts")
+        return Accepted(envelope, sha256_hex(raw), sent_at, body, plaintext, facts)
 
     def _after(self, envelope: dict, sent_at: datetime, now: datetime,
                expected_recipient: str | None) -> tuple[dict | None, bytes | None]:
@@ -598,15 +668,26 @@ class RefVerifier:
             return envelope["body"], None
         if recipient != self.receiver or self.box_secret is None:
             return None, None
-        return self._open(envelope, sent_at)
+        body, plaintext = self._open(envelope, sent_at)
+        # Step 17 (the body's schema) is not implemented here. Step 18 (11.4): facts, when the
+        # sealed object carries them, are exactly the body's, compared as JSON values (so
+        # through their canonical form: true is not 1).
+        sealed = envelope["body"]
+        if "facts" in sealed:
+            expected = facts_of(kind, body)
+            if jcs(sealed["facts"]) != jcs(expected):
+                raise _reject("body.facts_mismatch",
+                              f"facts {sealed['facts']!r} are not the body's {expected!r}")
+        return body, plaintext
 
     def _open(self, envelope: dict, sent_at: datetime) -> tuple[dict, bytes]:
         """Section 11.3, steps 1 to 6."""
         sealed = envelope["body"]
         own_key_id = key_id(self.receiver, "x25519", x25519_public(self.box_secret))
+        # Step 1: the recipient's key is checked as in 5.3, its own key included.
+        self.keyring.key_for(sealed["recipient_box_key_id"], agency=envelope["recipient"],
+                             algorithm="x25519", at=sent_at)
         if sealed["recipient_box_key_id"] != own_key_id:
-            self.keyring.key_for(sealed["recipient_box_key_id"], agency=envelope["recipient"],
-                                 algorithm="x25519", at=sent_at)
             raise _reject("body.sealed", "sealed for another key")
         sender_key = self.keyring.key_for(sealed["sender_box_key_id"], agency=envelope["sender"],
                                           algorithm="x25519", at=sent_at)

@@ -16,7 +16,9 @@ import pytest
 
 from adapters.crypto.canonical import canonical_bytes, strict_loads
 from adapters.crypto.exceptions import CryptoError
+from services.protocol.exceptions import Rejection
 from tests.independent import cluebus_ref as ref
+from tests.unit.test_vectors import verify_vector as our_verify
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = json.loads((ROOT / "docs" / "protocol-vectors.json").read_text(encoding="utf-8"))
@@ -29,7 +31,9 @@ NOT_CHECKED_BY_REF = {"body.invalid"}
 # Rules it must check at the least.
 MUST_CHECK = {"signature.invalid", "signature.malformed", "body.hash_mismatch", "key.unknown",
               "key.revoked", "key.expired", "key.not_yet_valid", "key.agency_mismatch",
-              "key.purpose_mismatch", "json.duplicate_key", "json.float", "body.sealed"}
+              "key.purpose_mismatch", "json.duplicate_key", "json.float", "body.sealed",
+              "message.empty", "body.facts_mismatch", "transport.content_type",
+              "transport.sender_mismatch"}
 
 
 def ref_verifier(vector: dict) -> ref.RefVerifier:
@@ -42,6 +46,19 @@ def ref_verifier(vector: dict) -> ref.RefVerifier:
         box_secret=bytes.fromhex(receiver["box_secret_hex"]),
         max_message_bytes=vector.get("max_message_bytes", settings["max_message_bytes"]),
         clock_skew=timedelta(seconds=settings["clock_skew_seconds"]))
+
+
+def ref_transport(vector: dict) -> ref.Transport | None:
+    """Section 17: a vector with ``transport`` is verified with steps 1a and 5a."""
+    if "transport" not in vector:
+        return None
+    return ref.Transport(vector["transport"]["content_type"], vector["transport"]["publisher"])
+
+
+def ref_verify(vector: dict, raw: bytes) -> ref.Accepted:
+    return ref_verifier(vector).verify(raw, ref.parse_timestamp(vector["verify_at"]),
+                                       expected_recipient=vector.get("expected_recipient"),
+                                       transport=ref_transport(vector))
 
 
 def input_bytes(vector: dict) -> bytes:
@@ -118,8 +135,7 @@ def test_reference_reproduces_the_bytes(vector):
 
 @pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
 def test_reference_accepts_valid_vectors(vector):
-    now = ref.parse_timestamp(vector["verify_at"])
-    accepted = ref_verifier(vector).verify(bytes.fromhex(vector["wire_hex"]), now)
+    accepted = ref_verify(vector, bytes.fromhex(vector["wire_hex"]))
     assert accepted.envelope == vector["envelope"]
     assert accepted.message_sha256 == vector["message_sha256"]
     if "sealed" in vector:
@@ -127,12 +143,22 @@ def test_reference_accepts_valid_vectors(vector):
         assert accepted.plaintext.hex() == sealed["plain_body_canonical_hex"]
         assert accepted.body == sealed["plain_body"]
         assert ref.jcs(sealed["plain_body"]).hex() == sealed["plain_body_canonical_hex"]
+        assert accepted.facts == ref.facts_of(vector["envelope"]["kind"], sealed["plain_body"])
+        if "facts" in sealed:
+            assert sealed["facts"] == vector["envelope"]["body"]["facts"] == accepted.facts
     else:
         assert accepted.body == vector["envelope"]["body"]
 
 
-def test_reference_reproduces_the_sealed_body():
-    vector = next(v for v in VALID if "sealed" in v)
+SEALED_VALID = [v for v in VALID if "sealed" in v]
+
+
+def test_there_are_sealed_vectors_with_and_without_facts():
+    assert {"facts" in v["envelope"]["body"] for v in SEALED_VALID} == {True, False}
+
+
+@pytest.mark.parametrize("vector", SEALED_VALID, ids=[v["name"] for v in SEALED_VALID])
+def test_reference_reproduces_the_sealed_body(vector):
     sealed, envelope = vector["sealed"], vector["envelope"]
     sender, recipient = KEYS[envelope["sender"]], KEYS[envelope["recipient"]]
     ciphertext = ref.seal(bytes.fromhex(sealed["plain_body_canonical_hex"]),
@@ -147,12 +173,25 @@ def test_reference_reproduces_the_sealed_body():
     assert envelope["body"]["recipient_box_key_id"] == recipient["box_key_id"]
 
 
-def test_a_sealed_message_for_someone_else_is_checked_but_not_opened():
-    vector = next(v for v in VALID if "sealed" in v)
+    if "facts" in sealed:
+        assert envelope["body"]["facts"] == sealed["facts"] == ref.facts_of(
+            envelope["kind"], sealed["plain_body"])
+
+
+@pytest.mark.parametrize("vector", SEALED_VALID, ids=[v["name"] for v in SEALED_VALID])
+def test_a_sealed_message_for_someone_else_is_checked_but_not_opened(vector):
     observer = dict(vector, receiver="medical_security")
-    accepted = ref_verifier(observer).verify(bytes.fromhex(vector["wire_hex"]),
-                                             ref.parse_timestamp(vector["verify_at"]))
+    accepted = ref_verify(observer, bytes.fromhex(vector["wire_hex"]))
     assert accepted.body is None
+    # An observer reads the facts the sealed object carries, and learns none without them.
+    assert accepted.facts == vector["sealed"].get("facts")
+
+
+@pytest.mark.parametrize("vector", [v for v in VALID + INVALID if "transport" in v],
+                         ids=[v["name"] for v in VALID + INVALID if "transport" in v])
+def test_reference_skips_steps_1a_and_5a_without_a_transport(vector):
+    raw = bytes.fromhex(vector["wire_hex"]) if "wire_hex" in vector else input_bytes(vector)
+    ref_verify({k: v for k, v in vector.items() if k != "transport"}, raw)
 
 
 # -- invalid vectors ---------------------------------------------------------------------------
@@ -163,16 +202,42 @@ def test_reference_checks_the_rules_it_must():
 
 @pytest.mark.parametrize("vector", INVALID, ids=[v["name"] for v in INVALID])
 def test_reference_rejects_invalid_vectors(vector):
-    verifier = ref_verifier(vector)
-    now = ref.parse_timestamp(vector["verify_at"])
     raw = input_bytes(vector)
     if vector["expected_rule"] in NOT_CHECKED_BY_REF:
-        verifier.verify(raw, now, expected_recipient=vector.get("expected_recipient"))
+        ref_verify(vector, raw)
         return
     with pytest.raises(ref.RefRejection) as caught:
-        verifier.verify(raw, now, expected_recipient=vector.get("expected_recipient"))
+        ref_verify(vector, raw)
     assert caught.value.rule == vector["expected_rule"], caught.value.detail
     assert caught.value.authenticated is vector["authenticated"]
+
+
+# -- both implementations agree ----------------------------------------------------------------
+
+@pytest.mark.parametrize("vector", VALID, ids=[v["name"] for v in VALID])
+def test_both_implementations_accept_every_valid_vector(vector):
+    raw = bytes.fromhex(vector["wire_hex"])
+    ours, theirs = our_verify(vector, raw), ref_verify(vector, raw)
+    assert ours.envelope == theirs.envelope == vector["envelope"]
+    assert ours.sha256 == theirs.message_sha256 == vector["message_sha256"]
+    assert ours.plain_body == theirs.body
+    assert ours.facts == theirs.facts
+
+
+@pytest.mark.parametrize("vector", INVALID, ids=[v["name"] for v in INVALID])
+def test_both_implementations_agree_on_every_invalid_vector(vector):
+    raw = input_bytes(vector)
+    with pytest.raises(Rejection) as ours:
+        our_verify(vector, raw)
+    if vector["expected_rule"] in NOT_CHECKED_BY_REF:
+        ref_verify(vector, raw)  # it cannot tell; it must not fail for another reason
+        assert ours.value.rule == vector["expected_rule"]
+        return
+    with pytest.raises(ref.RefRejection) as theirs:
+        ref_verify(vector, raw)
+    assert (ours.value.rule, ours.value.authenticated) == \
+        (theirs.value.rule, theirs.value.authenticated) == \
+        (vector["expected_rule"], vector["authenticated"]), (ours.value.detail, theirs.value.detail)
 
 
 # -- JCS and the strict parser against ours, on random values -----------------------------------
