@@ -1,9 +1,18 @@
-"""End-to-end delivery between two agency nodes vs. raw Nameko events on the same broker.
+"""Full signed round trips between two cluebus nodes, each in its own process as deployed,
+against raw Nameko events between two processes on the same broker, measured in the same run.
 
-cluebus: N clue transfers committed to medical_security's outbox, relayed, verified and
-stored by public_security, receipted, and the receipts recorded back at medical_security.
-Baseline: N Nameko events dispatched and handled between two services on the same broker.
-Both run in this process on a fresh virtual-host-free namespace (unique exchange names).
+cluebus: clue transfers sent through medical_security's control plane (`refer_clues`, in
+chunks), signed and committed, published with confirms, verified and stored by
+public_security, receipted, and the receipts recorded back at medical_security. The clock
+stops when the last receipt is recorded. Baseline: the same number of Nameko events of the
+same body, dispatched by one process and handled by another.
+
+    .venv/bin/python bench/bench_delivery.py --messages 5000 [--database postgresql] [--json]
+    .venv/bin/python bench/bench_delivery.py --messages 3000 --latency        # p50/p99 at half the rate
+    .venv/bin/python bench/bench_delivery.py --messages 2000 --history 100000 # with history stored
+    .venv/bin/python bench/bench_delivery.py --messages 10000 --burst         # one burst: resends, failures
+
+Prints a ratio against the baseline (these machines are noisy); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -13,6 +22,10 @@ import eventlet
 eventlet.monkey_patch()
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -20,111 +33,328 @@ import uuid  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from eventlet.event import Event  # noqa: E402
-from kombu import Connection  # noqa: E402
-from nameko.events import EventDispatcher, event_handler  # noqa: E402
-from nameko.rpc import rpc  # noqa: E402
-from nameko.runners import ServiceRunner  # noqa: E402
+import sqlalchemy  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from adapters.crypto.keys import initialise_key_directory  # noqa: E402
+from adapters.transport.management import ManagementApi  # noqa: E402
 from services import config as c  # noqa: E402
-from services import settings  # noqa: E402
+from services import provisioning, settings  # noqa: E402
 from services.demo import story  # noqa: E402
-from services.handlers import workflows  # noqa: E402
-from services.nodes.factory import build_node_service, container_config  # noqa: E402
-from services.runner import offline_context  # noqa: E402
 
-DONE = Event()
-COUNT = {"handled": 0, "wanted": 0}
+from bench.history import populate  # noqa: E402
 
-
-class Emitter:
-    name = "bench_emitter"
-    dispatch = EventDispatcher()
-
-    @rpc
-    def emit(self, count):
-        for index in range(count):
-            self.dispatch("clue", {"index": index, "body": story.crime_clue(datetime.now(timezone.utc))})
+SENDER, RECEIVER = "medical_security", "public_security"
+BROKER = "127.0.0.1:5672"
+ADMIN = "http://guest:guest@127.0.0.1:15672/"
+POSTGRES_ADMIN = "postgresql+pg8000://postgres@127.0.0.1:5432/postgres"
+PYTHON = sys.executable
+CLUEBUS = str(Path(PYTHON).with_name("cluebus"))
 
 
-class Listener:
-    name = "bench_listener"
+# -- processes -----------------------------------------------------------------------------------
+class Process:
+    """A child process whose output goes to a log file; ready when a line says so."""
 
-    @event_handler("bench_emitter", "clue")
-    def on_clue(self, payload):
-        COUNT["handled"] += 1
-        if COUNT["handled"] == COUNT["wanted"]:
-            DONE.send()
+    def __init__(self, name: str, argv: list[str], env: dict, logs: Path, ready: str, timeout: float = 60):
+        self.name = name
+        self.log = logs / f"{name}.log"
+        self.handle = open(self.log, "w")
+        self.popen = subprocess.Popen(argv, env=env, stdout=self.handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while ready not in self.log.read_text(errors="replace"):
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        self.handle.close()
 
 
-def baseline(amqp_uri: str, count: int) -> float:
-    config = {"AMQP_URI": amqp_uri}
-    runner = ServiceRunner(config)
-    runner.add_service(Emitter)
-    runner.add_service(Listener)
-    runner.start()
-    COUNT.update(handled=0, wanted=count)
+# -- the bench's own bus and databases -----------------------------------------------------------
+class Setup:
+    def __init__(self, database: str, keep: bool = False):
+        self.run = uuid.uuid4().hex[:8]
+        self.dir = Path(tempfile.mkdtemp(prefix="cluebus-bench-"))
+        self.database = database
+        self.keep = keep
+        self.databases: list[str] = []
+        url = "sqlite:///{data_dir}/{agency}.sqlite3"
+        if database == "postgresql":
+            prefix = f"cluebus_bench_{self.run}"
+            engine = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+            with engine.connect() as connection:
+                for agency in (SENDER, RECEIVER, "procuratorate", "joint_office"):
+                    connection.exec_driver_sql(f'CREATE DATABASE "{prefix}_{agency}"')
+                    self.databases.append(f"{prefix}_{agency}")
+            engine.dispose()
+            url = f"postgresql+pg8000://postgres@127.0.0.1:5432/{prefix}_{{agency}}"
+        self.environ = {
+            "CLUEBUS_BUS_URI": f"amqp://{BROKER}/bench-{self.run}",
+            "CLUEBUS_CONTROL_URI": f"amqp://{BROKER}/bench-{self.run}.{{agency}}.control",
+            "CLUEBUS_BROKER_USER_PREFIX": f"bench-{self.run}.",
+            "CLUEBUS_CREDENTIALS_DIR": str(self.dir / "credentials"),
+            "CLUEBUS_BROKER_ADMIN_URI": ADMIN,
+            "CLUEBUS_DATA_DIR": str(self.dir / "data"),
+            "CLUEBUS_KEYS_DIR": str(self.dir / "keys"),
+            "CLUEBUS_DATABASE_URL": url,
+            "CLUEBUS_OFFICE_ACCOUNTS_FILE": str(self.dir / "office-accounts.yaml"),
+        }
+        self.config = c.load_config(environ=self.environ)
+        initialise_key_directory(self.config[c.KEYS_DIR], c.agency_codes(self.config), validity=timedelta(days=2),
+                                 now=datetime.now(timezone.utc) - timedelta(days=1))
+        provisioning.setup(self.config, keep_admin_access=True)
+        self.raw_vhost = f"bench-{self.run}.raw"
+        ManagementApi(ADMIN).put(f"/vhosts/{self.raw_vhost}", {})
+        ManagementApi(ADMIN).put(f"/permissions/{self.raw_vhost}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+
+    def env(self) -> dict:
+        return {**os.environ, **self.environ}
+
+    def engine(self, agency: str):
+        """A plain reading engine (no BEGIN IMMEDIATE: it must not take the node's write lock)."""
+        return sqlalchemy.create_engine(c.database_url(self.config, agency))
+
+    def close(self) -> None:
+        if self.keep:
+            print(f"kept {self.dir}", file=sys.stderr)
+            return
+        provisioning.remove(self.config)
+        ManagementApi(ADMIN).delete(f"/vhosts/{self.raw_vhost}")
+        if self.databases:
+            engine = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+            with engine.connect() as connection:
+                for name in self.databases:
+                    connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            engine.dispose()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def clue_body(now: datetime, index: int) -> dict:
+    body = story.crime_clue(now, f"YB-B{index:07d}")
+    body["category"] = "administrative_violation"  # no copy to the procuratorate: one message each
+    return body
+
+
+# -- measurements --------------------------------------------------------------------------------
+def baseline(setup: Setup, count: int, body: dict) -> float:
+    uri = f"amqp://guest:guest@{BROKER}/{setup.raw_vhost}"
+    logs = setup.dir
+    listener = Process("raw-listener", [PYTHON, "bench/raw_events.py", "listener", uri], setup.env(), logs,
+                       "listener running")
+    emitter = Process("raw-emitter", [PYTHON, "bench/raw_events.py", "emitter", uri], setup.env(), logs,
+                      "emitter running")
     try:
-        with ClusterRpcProxy(config) as proxy:
+        with ClusterRpcProxy({"AMQP_URI": uri}, timeout=600) as rpc:
             start = time.perf_counter()
-            proxy.bench_emitter.emit(count)
-            DONE.wait()
+            rpc.bench_emitter.emit(count, body)
+            while rpc.bench_listener.count() < count:
+                eventlet.sleep(0.01)
             return time.perf_counter() - start
     finally:
-        runner.stop()
+        emitter.stop()
+        listener.stop()
 
 
-def cluebus(config: dict, count: int) -> float:
-    runner = ServiceRunner(container_config(config))
-    for agency in ("medical_security", "public_security", "procuratorate"):
-        runner.add_service(build_node_service(agency, config))
-    runner.start()
-    try:
-        ctx = offline_context(config, "medical_security")
-        now = datetime.now(timezone.utc)
-        start = time.perf_counter()
-        for _ in range(count):
-            body = story.crime_clue(now)
-            body["category"] = "administrative_violation"  # no copy to the procuratorate: one message each
-            workflows.refer_clue(ctx, body, "public_security")
-        with ctx.store.transaction() as repo:
-            pass
-        while True:
-            with ctx.store.transaction() as repo:
-                left = len(repo.outbox_entries(["pending", "published"]))
-            if left == 0:
-                return time.perf_counter() - start
-            eventlet.sleep(0.01)
-    finally:
-        runner.stop()
+def receipted(engine) -> int:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT count(*) FROM outbox WHERE state = 'receipted'").scalar()
+
+
+def outbox_figures(engine) -> dict:
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT count(*), coalesce(sum(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0), "
+            "sum(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) FROM outbox WHERE needs_receipt").first()
+    return {"sent": row[0], "resends": int(row[1]), "failed": int(row[2] or 0)}
+
+
+def send_all(rpc, count: int, chunk: int, now: datetime, offset: int = 0, in_flight: int = 2) -> list[str]:
+    """``count`` clues in calls of ``chunk``, ``in_flight`` calls at a time (a client's next
+    batch is on its way while the node handles the one before)."""
+    ids, pending = [], []
+
+    def collect(reply):
+        answers = reply.result()
+        refused = [a for a in answers if a.get("refused")]
+        if refused:
+            raise RuntimeError(f"refused: {refused[0]}")
+        ids.extend(a["messages"][0]["message_id"] for a in answers)
+
+    for start in range(0, count, chunk):
+        clues = [{"body": clue_body(now, offset + start + i)} for i in range(min(chunk, count - start))]
+        pending.append(rpc[SENDER].refer_clues.call_async(clues))
+        if len(pending) >= in_flight:
+            collect(pending.pop(0))
+    for reply in pending:
+        collect(reply)
+    return ids
+
+
+def wait_receipted(engine, wanted: int, timeout: float) -> float:
+    start = time.perf_counter()
+    while receipted(engine) < wanted:
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"only {receipted(engine)} of {wanted} receipted after {timeout:.0f} s")
+        eventlet.sleep(0.02)
+    return time.perf_counter()
+
+
+def latencies(engine, sent_at: dict[str, datetime]) -> list[float]:
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT message_id, receipted_at FROM outbox WHERE state = 'receipted'").all()
+    found = []
+    for message_id, receipted_at in rows:
+        if message_id in sent_at:
+            if isinstance(receipted_at, str):
+                receipted_at = datetime.fromisoformat(receipted_at)
+            if receipted_at.tzinfo is None:
+                receipted_at = receipted_at.replace(tzinfo=timezone.utc)
+            found.append((receipted_at - sent_at[message_id]).total_seconds() * 1000)
+    return sorted(found)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+
+
+def paced(rpc, count: int, rate: float, now: datetime) -> dict[str, datetime]:
+    """``count`` single refer_clue calls at ``rate`` per second (several callers in flight)."""
+    sent_at: dict[str, datetime] = {}
+    pool = eventlet.GreenPool(64)
+    interval = 1.0 / rate
+    start = time.perf_counter()
+
+    def one(index):
+        t0 = datetime.now(timezone.utc)
+        answer = rpc[SENDER].refer_clue(clue_body(now, 10_000_000 + index))
+        sent_at[answer["messages"][0]["message_id"]] = t0
+
+    for index in range(count):
+        delay = start + index * interval - time.perf_counter()
+        if delay > 0:
+            eventlet.sleep(delay)
+        pool.spawn_n(one, index)
+    pool.waitall()
+    return sent_at
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=300)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--chunk", type=int, default=200, help="clues per refer_clues call")
+    parser.add_argument("--latency", action="store_true", help="also single calls at half the measured rate")
+    parser.add_argument("--latency-rate", type=float, help="the rate of single calls (default: half the max)")
+    parser.add_argument("--history", type=int, default=0, help="referrals stored in both nodes beforehand")
+    parser.add_argument("--burst", action="store_true", help="send everything first, then wait (resend storms)")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the data and the bus")
+    parser.add_argument("--json", action="store_true", help="one JSON object on standard output")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy both nodes during the run (collapsed stacks)")
     args = parser.parse_args()
-    base = c.load_config()
-    data = Path(tempfile.mkdtemp(prefix="cluebus-bench-"))
-    run = uuid.uuid4().hex[:8]
-    config = {**base, c.DATA_DIR: str(data), c.KEYS_DIR: str(data / "keys"),
-              c.DATABASE_URL: "sqlite:///{data_dir}/{agency}.sqlite3",
-              c.TRANSPORT: {**base[c.TRANSPORT], c.EXCHANGE: f"bench-{run}", c.DEAD_LETTER_EXCHANGE: f"bench-{run}.dlx"},
-              c.DELIVERY: {**base[c.DELIVERY], c.RELAY_INTERVAL_SECONDS: 0.05}}
-    initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=1))
+
+    setup = Setup(args.database, keep=args.keep)
+    now = datetime.now(timezone.utc)
+    result: dict = {"messages": args.messages, "database": args.database, "history": args.history,
+                    "chunk": args.chunk}
+    nodes: list[Process] = []
     try:
-        raw = baseline(config[c.AMQP_URI], args.messages)
-        full = cluebus(config, args.messages)
+        body = clue_body(now, 0)
+        result["baseline_rate"] = (args.messages / baseline(setup, args.messages, body)
+                                   if not args.no_baseline else None)
+        if args.history:
+            started = time.perf_counter()
+            populate(setup.config, SENDER, RECEIVER, args.history)
+            result["history_seconds"] = round(time.perf_counter() - started, 1)
+        for agency in (RECEIVER, SENDER):
+            nodes.append(Process(agency, [CLUEBUS, "run", "--agency", agency], setup.env(), setup.dir,
+                                 f"{agency} node running"))
+        receiver, sender = nodes
+        engine = setup.engine(SENDER)
+        control = {"AMQP_URI": settings.control_uri(setup.config, SENDER)}
+        with ClusterRpcProxy(control, timeout=600) as proxy:
+            rpc = {SENDER: proxy[SENDER]}
+            send_all(rpc, min(args.chunk, 50), args.chunk, now, offset=9_000_000)  # warm up
+            warm = min(args.chunk, 50)
+            wait_receipted(engine, warm, 120)
+            cpu = {n.name: n.cpu_seconds() for n in nodes}
+            spies = [subprocess.Popen(["py-spy", "record", "-p", str(n.pid), "-r", "200", "--format", "raw",
+                                       "-o", str(Path(args.profile) / f"{n.name}.txt"), "--nonblocking"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for n in nodes] if args.profile else []
+            start = time.perf_counter()
+            send_all(rpc, args.messages, args.chunk, now)
+            sent = time.perf_counter()
+            end = wait_receipted(engine, warm + args.messages, 600)
+            for spy in spies:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+            result["rate"] = args.messages / (end - start)
+            result["send_seconds"] = round(sent - start, 3)
+            result["cpu_ms_per_transfer"] = {n.name: round((n.cpu_seconds() - cpu[n.name]) * 1000 / args.messages, 3)
+                                             for n in nodes}
+            if args.latency:
+                rate = args.latency_rate or result["rate"] / 2
+                count = max(200, min(int(rate * 20), 5000))
+                before = receipted(engine)
+                sent_at = paced(rpc, count, rate, now)
+                wait_receipted(engine, before + count, 300)
+                values = latencies(engine, sent_at)
+                result.update(latency_rate=round(rate, 1), latency_messages=len(values),
+                              p50_ms=round(percentile(values, 0.5), 1), p99_ms=round(percentile(values, 0.99), 1))
+        result.update(outbox_figures(engine))
+        result["rss_mb"] = {n.name: round(n.rss_mb(), 1) for n in nodes}
+        engine.dispose()
     finally:
-        with Connection(config[c.AMQP_URI]) as connection:
-            settings.topology(config).delete(connection)
-    print(f"{args.messages} messages")
-    print(f"  raw Nameko events (baseline): {args.messages / raw:8.0f} msg/s")
-    print(f"  cluebus signed transfer + stored + receipted + receipt recorded: {args.messages / full:8.0f} msg/s")
-    print(f"  ratio cluebus/baseline time: {full / raw:.1f}x")
+        for node in nodes:
+            node.stop()
+        setup.close()
+    if result.get("baseline_rate"):
+        result["ratio"] = round(result["rate"] / result["baseline_rate"], 3)
+    result["rate"] = round(result["rate"], 1)
+    if result.get("baseline_rate"):
+        result["baseline_rate"] = round(result["baseline_rate"], 1)
+    result.setdefault("p50_ms", None)
+    result.setdefault("p99_ms", None)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.messages} transfers on {args.database}" + (f", {args.history} referrals stored" if args.history else ""))
+    if result.get("baseline_rate"):
+        print(f"  raw Nameko events (baseline):            {result['baseline_rate']:8.0f} msg/s")
+    print(f"  cluebus full signed round trips:         {result['rate']:8.0f} msg/s")
+    if result.get("ratio"):
+        print(f"  ratio cluebus/baseline:                  {result['ratio']:8.2f}")
+    print(f"  CPU per transfer (ms): {result['cpu_ms_per_transfer']}")
+    if result["p99_ms"] is not None:
+        print(f"  latency at {result['latency_rate']}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+    print(f"  resends {result['resends']}, failed {result['failed']}, RSS (MB) {result['rss_mb']}")
 
 
 if __name__ == "__main__":

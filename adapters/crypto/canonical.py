@@ -8,6 +8,7 @@ string), integers within +/-(2**53 - 1), no lone surrogates.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -15,6 +16,8 @@ import rfc8785
 from .exceptions import DuplicateKey, FloatNotAllowed, IntegerOutOfRange, MalformedJson
 
 MAX_SAFE_INTEGER = 2**53 - 1
+# A surrogate can only enter decoded text through an escape (the bytes are valid UTF-8).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
@@ -87,11 +90,61 @@ def strict_loads(data: bytes) -> Any:
         raise MalformedJson(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError as exc:
         raise MalformedJson("JSON nested too deeply") from exc
-    _check_values(value)
+    if _plain_structure(value) is None or _SURROGATE_ESCAPE.search(text):
+        _check_values(value)  # the precise check names the rule (a lone surrogate, ...) and where
     return value
 
 
+_JSON_NATIVE = (str, int, bool, type(None))
+
+
+def _plain_structure(value: Any) -> bool | None:
+    """A fast walk over ``value``: True when it is JSON of the strict subset whose member
+    names are all below U+E000 (then code-point order is UTF-16 order, and the C encoder
+    gives the JCS bytes), False when a member name forces the general JCS path, None when
+    something breaks a rule (the slow, precise check then says which)."""
+    plain = True
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return None
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return None
+                if not key.isascii() and max(key) >= "\ue000":
+                    plain = False
+            extend(item.values())
+            continue
+        if kind is list:
+            extend(item)
+            continue
+        return None  # floats, subclasses and anything else: the precise check decides
+    return plain
+
+
 def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 (JCS) canonical UTF-8 bytes of ``value``, after the same strict checks."""
+    """RFC 8785 (JCS) canonical UTF-8 bytes of ``value``, after the same strict checks.
+
+    For the strict subset (no floats, integers within ±(2**53 − 1), no lone surrogates) JCS
+    is exactly what the C JSON encoder writes with sorted keys, no spaces and no ASCII
+    escaping, as long as member names sort the same by code point as by UTF-16 code unit
+    (true below U+E000); otherwise, and for anything that breaks a rule, the reference
+    implementation (rfc8785) and the precise checks are used. tests/unit/test_canonical.py
+    holds both paths to the same bytes."""
+    plain = _plain_structure(value)
+    if plain:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the precise check below names it
     _check_values(value)
     return rfc8785.dumps(value)

@@ -20,12 +20,24 @@ NONCE_BYTES = Box.NONCE_SIZE  # 24
 class BoxKey:
     """An agency's X25519 key pair for sealing and opening, without exposing the secret."""
 
-    __slots__ = ("_secret", "key_id", "agency")
+    __slots__ = ("_secret", "_boxes", "key_id", "agency")
+
+    # Boxes kept per peer key: a Box holds the X25519 shared key, computed once per peer.
+    MAX_BOXES = 64
 
     def __init__(self, agency: str, key_id: str, secret: bytes):
         self._secret = PrivateKey(secret)
+        self._boxes: dict[bytes, Box] = {}
         self.key_id = key_id
         self.agency = agency
+
+    def _box(self, peer_public: bytes) -> Box:
+        box = self._boxes.get(peer_public)
+        if box is None:
+            if len(self._boxes) >= self.MAX_BOXES:
+                self._boxes.clear()
+            box = self._boxes[peer_public] = Box(self._secret, PublicKey(peer_public))
+        return box
 
     def __repr__(self) -> str:
         return f"BoxKey(agency={self.agency!r}, key_id={self.key_id!r})"
@@ -33,7 +45,7 @@ class BoxKey:
     def seal(self, plaintext: bytes, recipient_public: bytes, nonce: bytes | None = None) -> tuple[str, str]:
         """Return (nonce, ciphertext), both base64."""
         nonce = random_bytes(NONCE_BYTES) if nonce is None else nonce
-        encrypted = Box(self._secret, PublicKey(recipient_public)).encrypt(plaintext, nonce)
+        encrypted = self._box(recipient_public).encrypt(plaintext, nonce)
         return b64encode(encrypted.nonce), b64encode(encrypted.ciphertext)
 
     def open(self, nonce_b64: str, ciphertext_b64: str, sender_public: bytes) -> bytes:
@@ -45,6 +57,6 @@ class BoxKey:
         if len(nonce) != NONCE_BYTES:
             raise SealError(f"nonce is {len(nonce)} bytes, expected {NONCE_BYTES}")
         try:
-            return Box(self._secret, PublicKey(sender_public)).decrypt(ciphertext, nonce)
+            return self._box(sender_public).decrypt(ciphertext, nonce)
         except NaclCryptoError:
             raise SealError("sealed body does not open with these keys (tampered or not for us)") from None

@@ -212,13 +212,9 @@ class NodeRepository:
             run(insert(QUARANTINE), writes.quarantine)
         if writes.referrals_new:
             run(insert(REFERRALS), list(writes.referrals_new.values()))
-        for referral_id, values in writes.referrals_changed.items():
-            run(update(REFERRALS).where(REFERRALS.c.referral_id == referral_id).values(**values))
-        for message_id, expected, values in writes.outbox_updates:
-            run(update(OUTBOX).where(OUTBOX.c.message_id == message_id, OUTBOX.c.state == expected)
-                .values(**values))
-        for message_id, values in writes.message_updates.items():
-            run(update(MESSAGES).where(MESSAGES.c.message_id == message_id).values(**values))
+        self._update_many(REFERRALS, "referral_id", [(k, None, v) for k, v in writes.referrals_changed.items()])
+        self._update_many(OUTBOX, "message_id", writes.outbox_updates, guard="state")
+        self._update_many(MESSAGES, "message_id", [(k, None, v) for k, v in writes.message_updates.items()])
         if writes.inbox_deliveries:
             run(update(INBOX).where(INBOX.c.message_id == bindparam("b_message_id"))
                 .values(deliveries=bindparam("b_deliveries")),
@@ -231,6 +227,24 @@ class NodeRepository:
                 raise DuplicateRequest("a request id was stored meanwhile") from None
         if writes.audit:
             self.append_audit_events(writes.audit)
+
+    def _update_many(self, table, key: str, changes: list[tuple[str, str | None, dict]], *,
+                     guard: str | None = None) -> None:
+        """``(key value, expected value of guard or None, new columns)``: one executemany per
+        set of columns changed (rows whose guard no longer holds are left alone)."""
+        groups: dict[tuple, list[dict]] = {}
+        for value, expected, columns in changes:
+            params = {f"b_{name}": item for name, item in columns.items()}
+            params["b_key"] = value
+            if guard is not None:
+                params["b_guard"] = expected
+            groups.setdefault(tuple(sorted(columns)), []).append(params)
+        for columns, rows in groups.items():
+            where = [table.c[key] == bindparam("b_key")]
+            if guard is not None:
+                where.append(table.c[guard] == bindparam("b_guard"))
+            self.session.execute(update(table).where(*where).values(**{name: bindparam(f"b_{name}")
+                                                                       for name in columns}), rows)
 
     def publication_updates(self, updates: list[dict]) -> None:
         """Guarded updates of outbox rows after publishing: each dict has ``b_message_id``,

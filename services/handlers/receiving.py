@@ -198,14 +198,18 @@ class _Batch:
         body = {"status": status, "message_sha256": sha, "received_at": self.now, "reason_codes": reason_codes}
         if detail:
             body["detail"] = detail[:20_000]
-        try:
-            receipt = self.ctx.composer.compose(RECEIPT, envelope["sender"], body, referral_id=envelope["referral_id"],
-                                                in_reply_to=envelope["message_id"], sent_at=self.now,
-                                                seal=self.ctx.seal)
-        except ComposeError as error:
-            self.unanswerable = error.detail
-            return None
-        return receipt
+        # An acceptance says nothing personal (a status, a hash, a time): it goes in the clear.
+        # A rejection's detail may quote the message: sealed, when the node seals, unless the
+        # sender has no usable box key (then in the clear: an answer is worth more).
+        seal = self.ctx.seal and status == RECEIPT_REJECTED
+        for sealing in ((True, False) if seal else (False,)):
+            try:
+                return self.ctx.composer.compose(RECEIPT, envelope["sender"], body,
+                                                 referral_id=envelope["referral_id"],
+                                                 in_reply_to=envelope["message_id"], sent_at=self.now, seal=sealing)
+            except ComposeError as error:
+                self.unanswerable = error.detail
+        return None
 
     def record_receipt(self, verified: VerifiedMessage) -> ReceiveOutcome:
         original = self.messages.get(verified.in_reply_to) if verified.in_reply_to else None

@@ -6,6 +6,7 @@ happens once: a repeat returns the first call's result (handlers/requests.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from schemas.registry import CLUE_TRANSFER, COPY_NOTICE
@@ -14,7 +15,7 @@ from services.protocol.compose import SignedMessage
 
 from .context import NodeContext
 from .requests import Request, Sent
-from .sending import OutgoingBatch, staged
+from .sending import Call, OutgoingBatch, Refused, staged, staged_many
 
 SUSPECTED_CRIME = "suspected_crime"
 PROCURATORATE = "procuratorate"
@@ -38,6 +39,29 @@ def refer_clue(ctx: NodeContext, body: Mapping, recipient: str, *, seal: bool = 
         if body.get("category") == SUSPECTED_CRIME and copy_to:
             batch.stage(COPY_NOTICE, copy_to, copy_notice_body(transfer, recipient), seal=seal)
     return staged(ctx, referral_id, stage, request)
+
+
+@dataclass(frozen=True)
+class ClueItem:
+    """One clue of a batch: its body, its recipient, and the caller's request id (a row key
+    of an import, say), so that sending the batch again sends nothing twice."""
+
+    body: Mapping
+    recipient: str
+    request: Request | None = None
+
+
+def refer_clues(ctx: NodeContext, items: list[ClueItem], *, seal: bool = False,
+                copy_to: str | None = PROCURATORATE) -> list[Sent | Refused]:
+    """Many clue transfers (each its own referral, with its copy) in one transaction; a clue
+    refused (its body, its route) is left out alone, with its rule."""
+    def stage_for(item: ClueItem):
+        def stage(batch: OutgoingBatch) -> None:
+            transfer = batch.stage(CLUE_TRANSFER, item.recipient, item.body, seal=seal)
+            if item.body.get("category") == SUSPECTED_CRIME and copy_to:
+                batch.stage(COPY_NOTICE, copy_to, copy_notice_body(transfer, item.recipient), seal=seal)
+        return stage
+    return staged_many(ctx, [Call(stage_for(item), None, item.request) for item in items])
 
 
 def copy_notice_body(transfer: SignedMessage, recipient: str) -> dict:

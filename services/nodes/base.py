@@ -94,6 +94,13 @@ class AgencyNode:
             self.flush_outbox(message_ids=[m.message_id for m in sent.messages])
         return sent.answer()
 
+    def _sent_many(self, results) -> list[dict]:
+        ids = [m.message_id for r in results if isinstance(r, Sent) for m in r.messages]
+        if ids:
+            self.flush_outbox(message_ids=ids)
+        return [r.answer() if isinstance(r, Sent) else {"refused": True, "rule": r.rule, "detail": r.detail}
+                for r in results]
+
     def _request(self, action: str, request_id: str | None) -> Request | None:
         """The call's request id: the caller's, else the RPC's correlation id (kept when the
         broker redelivers the request)."""

@@ -45,6 +45,21 @@ def _role_method(action: Action):
     return control_rpc(expected_exceptions=CALLER_ERRORS)(method)
 
 
+def _many_method(action: Action):
+    """``refer_clues(clues)``: many clue transfers in one transaction; each clue is
+    ``{"body": ..., "recipient": optional, "request_id": optional}`` and gets its own answer
+    (``refused`` with its rule when its body or route is refused; the others go through)."""
+    def method(self, clues, seal=None):
+        items = [workflows.ClueItem(clue["body"], clue.get("recipient") or action.recipients[0],
+                                    self._request(action.name, clue.get("request_id")) if clue.get("request_id")
+                                    else None) for clue in clues]
+        results = workflows.refer_clues(self.context(), items, seal=self._seal(seal))
+        return self._sent_many(results)
+    method.__name__ = f"{action.name}s"
+    method.__doc__ = _many_method.__doc__
+    return control_rpc(expected_exceptions=CALLER_ERRORS)(method)
+
+
 def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     """A Nameko service class named ``agency``: shared behaviour plus its role's methods."""
     if agency not in c.agency_codes(config):
@@ -68,6 +83,8 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
         attributes["clock"] = Clock(clock)
     for action in ROLE_ACTIONS.get(agency, ()):
         attributes[action.name] = _role_method(action)
+        if action.mode == REFER:
+            attributes[f"{action.name}s"] = _many_method(action)
     class_name = "".join(part.title() for part in agency.split("_")) + "Node"
     return type(class_name, (AgencyNode,), attributes)
 

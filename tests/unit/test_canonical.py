@@ -186,3 +186,43 @@ def test_integer_literal_over_4300_digits_is_a_typed_error():
     with pytest.raises(CryptoError) as info:
         strict_loads(b"[" + b"1" * 5000 + b"]")
     assert info.value.rule in ("json.integer_range", "json.malformed")
+
+
+# -- the fast path gives exactly the reference's bytes -------------------------------------------
+_NASTY = ["", "\"", "\\", "/", "\b\f\n\r\t", "\x00\x01\x1f\x7f", "\u2028\u2029", "é", "全角　空格",
+          "\U00020bb7", "\U0001f600", "\ue000", "\uffff", "\ufeff", "a\u0085b", "</script>", "0", "-0"]
+
+
+def _random_value(rng, depth=0):
+    choice = rng.randrange(9 if depth < 4 else 6)
+    if choice == 0:
+        return rng.choice([True, False, None])
+    if choice == 1:
+        return rng.choice([0, 1, -1, 2**53 - 1, -(2**53 - 1), rng.randrange(-10**12, 10**12)])
+    if choice in (2, 3, 4, 5):
+        return "".join(rng.choice(_NASTY) for _ in range(rng.randrange(4)))
+    if choice in (6, 7):
+        return {"".join(rng.choice(_NASTY + ["k", "K", "_"]) for _ in range(rng.randrange(1, 3))):
+                _random_value(rng, depth + 1) for _ in range(rng.randrange(5))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randrange(5))]
+
+
+def test_the_fast_canonical_path_is_byte_identical_to_the_reference():
+    import random
+
+    import rfc8785
+    rng = random.Random(8785)
+    fast_cases = 0
+    for _ in range(3000):
+        value = {"body": _random_value(rng), "kind": "clue_transfer"}
+        assert canonical_bytes(value) == rfc8785.dumps(value), value
+        from adapters.crypto.canonical import _plain_structure
+        fast_cases += bool(_plain_structure(value))
+    assert fast_cases > 1000  # most cases took the fast path, and some did not
+
+
+def test_member_names_that_sort_differently_in_utf16_take_the_reference_path():
+    value = {"\uffff": 1, "\U0001f600": 2, "a": 3}
+    import rfc8785
+    assert canonical_bytes(value) == rfc8785.dumps(value)
+    assert list(json.loads(canonical_bytes(value))) == ["a", "\U0001f600", "\uffff"]
