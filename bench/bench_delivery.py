@@ -52,6 +52,7 @@ BROKER = "127.0.0.1:5672"
 ADMIN = "http://guest:guest@127.0.0.1:15672/"
 POSTGRES_ADMIN = "postgresql+pg8000://postgres@127.0.0.1:5432/postgres"
 PYTHON = sys.executable
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "2"))
 CLUEBUS = str(Path(PYTHON).with_name("cluebus"))
 
 
@@ -192,7 +193,7 @@ def outbox_figures(engine) -> dict:
     return {"sent": row[0], "resends": int(row[1]), "failed": int(row[2] or 0)}
 
 
-def send_all(rpc, count: int, chunk: int, now: datetime, offset: int = 0, in_flight: int = 2) -> list[str]:
+def send_all(rpc, count: int, chunk: int, now: datetime, offset: int = 0, in_flight: int = IN_FLIGHT) -> list[str]:
     """``count`` clues in calls of ``chunk``, ``in_flight`` calls at a time (a client's next
     batch is on its way while the node handles the one before)."""
     ids, pending = [], []
@@ -304,7 +305,7 @@ def main() -> None:
             warm = min(args.chunk, 50)
             wait_receipted(engine, warm, 120)
             cpu = {n.name: n.cpu_seconds() for n in nodes}
-            spies = [subprocess.Popen(["py-spy", "record", "-p", str(n.pid), "-r", "200", "--format", "raw",
+            spies = [subprocess.Popen(["py-spy", "record", "-p", str(n.pid), "-r", "200", "--format", "raw", *(["--idle"] if os.environ.get("BENCH_IDLE") else []),
                                        "-o", str(Path(args.profile) / f"{n.name}.txt"), "--nonblocking"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for n in nodes] if args.profile else []

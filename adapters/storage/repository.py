@@ -34,6 +34,8 @@ LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Keep IN (...) lists well below every database's limit on bound parameters.
 IN_CHUNK = 500
+# Bound parameters in one multi-row statement on PostgreSQL (its limit is 65535).
+PG_PARAMETERS = 20_000
 
 
 def _chunks(values: Iterable[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
@@ -150,6 +152,8 @@ class NodeRepository:
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
         found = {}
         column = table.c[key]
+        if for_update:
+            ids = sorted(set(ids))  # one lock order for every transaction
         for chunk in _chunks(ids):
             query = select(*[table.c[name] for name in columns]).where(column.in_(chunk))
             if for_update:
@@ -167,9 +171,11 @@ class NodeRepository:
                              ("message_id", "direction", "kind", "sender", "recipient", "referral_id", "sha256",
                               "status"))
 
-    def outbox_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
+    def outbox_rows(self, message_ids: Iterable[str], *, for_update: bool = False) -> dict[str, dict]:
+        """With ``for_update``, the rows are locked: a state read here stays true until the
+        commit (a relay recording a publication waits, then finds the receipt won)."""
         return self._rows_by(OUTBOX, "message_id", message_ids,
-                             ("message_id", "state", "needs_receipt", "attempts"))
+                             ("message_id", "state", "needs_receipt", "attempts"), for_update=for_update)
 
     def referral_rows(self, referral_ids: Iterable[str], *, for_update: bool = True) -> dict[str, dict]:
         return self._rows_by(REFERRALS, "referral_id", referral_ids, ("referral_id", "state", "reference"),
@@ -198,31 +204,32 @@ class NodeRepository:
         query = query.order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(limit)
         return [dict(row) for row in self.session.execute(query).mappings()]
 
+    @property
+    def _postgresql(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    def _insert_many(self, table, rows: list[dict]) -> None:
+        """Many rows in one executemany: one C loop on SQLite; on PostgreSQL the engine turns it
+        into multi-row VALUES pages (store.make_engine: pg8000 would send a statement a row)."""
+        if rows:
+            self.session.execute(insert(table), rows)
+
     def write(self, writes: Writes) -> None:
         """Everything one transaction decided, in a few statements; the audit events are
         chained in order under one lock of the chain's head."""
-        run = self.session.execute
-        if writes.messages:
-            run(insert(MESSAGES), writes.messages)
-        if writes.outbox:
-            run(insert(OUTBOX), writes.outbox)
-        if writes.inbox:
-            run(insert(INBOX), writes.inbox)
-        if writes.quarantine:
-            run(insert(QUARANTINE), writes.quarantine)
-        if writes.referrals_new:
-            run(insert(REFERRALS), list(writes.referrals_new.values()))
+        self._insert_many(MESSAGES, writes.messages)
+        self._insert_many(OUTBOX, writes.outbox)
+        self._insert_many(INBOX, writes.inbox)
+        self._insert_many(QUARANTINE, writes.quarantine)
+        self._insert_many(REFERRALS, list(writes.referrals_new.values()))
         self._update_many(REFERRALS, "referral_id", [(k, None, v) for k, v in writes.referrals_changed.items()])
         self._update_many(OUTBOX, "message_id", writes.outbox_updates, guard="state")
         self._update_many(MESSAGES, "message_id", [(k, None, v) for k, v in writes.message_updates.items()])
-        if writes.inbox_deliveries:
-            run(update(INBOX).where(INBOX.c.message_id == bindparam("b_message_id"))
-                .values(deliveries=bindparam("b_deliveries")),
-                [{"b_message_id": k, "b_deliveries": v} for k, v in writes.inbox_deliveries.items()])
+        self._update_many(INBOX, "message_id", [(k, None, {"deliveries": v}) for k, v in writes.inbox_deliveries.items()])
         if writes.control_requests:
             try:
                 with self.session.begin_nested():
-                    run(insert(CONTROL_REQUESTS), writes.control_requests)
+                    self._insert_many(CONTROL_REQUESTS, writes.control_requests)
             except IntegrityError:
                 raise DuplicateRequest("a request id was stored meanwhile") from None
         if writes.audit:
@@ -230,42 +237,59 @@ class NodeRepository:
 
     def _update_many(self, table, key: str, changes: list[tuple[str, str | None, dict]], *,
                      guard: str | None = None) -> None:
-        """``(key value, expected value of guard or None, new columns)``: one executemany per
-        set of columns changed (rows whose guard no longer holds are left alone)."""
-        groups: dict[tuple, list[dict]] = {}
+        """``(key value, expected value of the guard column or None, new columns)``: rows whose
+        guard no longer holds are left alone. One statement per set of columns changed: an
+        executemany on SQLite, ``UPDATE ... FROM (VALUES ...)`` on PostgreSQL."""
+        groups: dict[tuple, list[tuple]] = {}
         for value, expected, columns in changes:
-            params = {f"b_{name}": item for name, item in columns.items()}
-            params["b_key"] = value
-            if guard is not None:
-                params["b_guard"] = expected
-            groups.setdefault(tuple(sorted(columns)), []).append(params)
-        for columns, rows in groups.items():
+            names = tuple(sorted(columns))
+            groups.setdefault(names, []).append((value, expected, *[columns[name] for name in names]))
+        for names, rows in groups.items():
+            if self._postgresql:
+                self._update_from_values(table, key, guard, names, rows)
+                continue
             where = [table.c[key] == bindparam("b_key")]
             if guard is not None:
                 where.append(table.c[guard] == bindparam("b_guard"))
-            self.session.execute(update(table).where(*where).values(**{name: bindparam(f"b_{name}")
-                                                                       for name in columns}), rows)
+            params = [{"b_key": row[0], "b_guard": row[1], **{f"b_{n}": v for n, v in zip(names, row[2:])}}
+                      for row in rows]
+            self.session.execute(update(table).where(*where)
+                                 .values(**{name: bindparam(f"b_{name}") for name in names}), params)
+
+    def _update_from_values(self, table, key: str, guard: str | None, names: tuple, rows: list[tuple]) -> None:
+        """One ``UPDATE ... FROM (VALUES ...)`` per page of rows, written directly for the
+        driver (compiling a statement of a new length each time would cost more than it saves).
+        Values go through each column's own bind processing and are cast to its type."""
+        dialect = self.session.get_bind().dialect
+        columns = [table.c[key], table.c[guard] if guard else table.c[key]] + [table.c[name] for name in names]
+        processors = [c.type.bind_processor(dialect) for c in columns]
+        types = [c.type.compile(dialect=dialect) for c in columns]
+        aliases = ["b_key", "b_guard"] + [f"b_{name}" for name in names]
+        assignments = ", ".join(f'"{name}" = v."b_{name}"' for name in names)
+        condition = f't."{key}" = v.b_key' + (f' AND t."{guard}" = v.b_guard' if guard else "")
+        size = max(1, PG_PARAMETERS // len(columns))
+        connection = self.session.connection()
+        for start in range(0, len(rows), size):
+            page = rows[start:start + size]
+            row_sql = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+            params = []
+            for row in page:
+                params.extend(p(v) if p is not None and v is not None else v for p, v in zip(processors, row))
+            connection.exec_driver_sql(
+                f'UPDATE {table.name} AS t SET {assignments} FROM (VALUES {", ".join([row_sql] * len(page))}) '
+                f'AS v({", ".join(aliases)}) WHERE {condition}', tuple(params))
 
     def publication_updates(self, updates: list[dict]) -> None:
         """Guarded updates of outbox rows after publishing: each dict has ``b_message_id``,
         ``b_expected`` (the state it was in) and the new columns."""
-        if not updates:
-            return
-        columns = [name for name in updates[0] if not name.startswith("b_")]
-        self.session.execute(
-            update(OUTBOX).where(OUTBOX.c.message_id == bindparam("b_message_id"),
-                                 OUTBOX.c.state == bindparam("b_expected"))
-            .values(**{name: bindparam(name) for name in columns}),
-            updates)
+        self._update_many(OUTBOX, "message_id",
+                          [(u["b_message_id"], u["b_expected"], {k: v for k, v in u.items() if not k.startswith("b_")})
+                           for u in updates], guard="state")
 
     def message_statuses(self, statuses: dict[str, tuple[str, str]]) -> None:
         """``{message_id: (from status, to status)}``: guarded status updates."""
-        rows = [{"b_message_id": k, "b_from": old, "b_to": new} for k, (old, new) in statuses.items() if old != new]
-        if rows:
-            self.session.execute(
-                update(MESSAGES).where(MESSAGES.c.message_id == bindparam("b_message_id"),
-                                       MESSAGES.c.status == bindparam("b_from"))
-                .values(status=bindparam("b_to")), rows)
+        self._update_many(MESSAGES, "message_id", [(k, old, {"status": new}) for k, (old, new) in statuses.items()
+                                                   if old != new], guard="status")
 
     def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
         """Take or renew the lease ``name`` for ``holder`` until ``until``: True when it is

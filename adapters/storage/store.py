@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -41,7 +42,49 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    _memoize_pg8000_paramstyle()
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                           insertmanyvalues_page_size=500)
+    # Batched inserts as multi-row VALUES pages (pg8000 would send one statement per row).
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+
+    @event.listens_for(engine, "connect")
+    def _no_delay(dbapi_connection, _record):
+        # pg8000 leaves Nagle's algorithm on: a large statement's last small segment then waits
+        # for the server's delayed ACK (tens of ms a statement on loopback).
+        sock = getattr(dbapi_connection, "_usock", None)
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    return engine
+
+
+def _memoize_pg8000_paramstyle() -> None:
+    """pg8000 rewrites every statement's text (``%s`` to ``$1``) character by character in
+    Python on every execution; for the multi-row statements of the batched paths that costs
+    more than the database does. The rewritten text depends only on the text (for the
+    ``format`` style SQLAlchemy uses, the values pass through unchanged), so it is kept."""
+    try:
+        import pg8000.legacy as legacy
+    except ImportError:  # pragma: no cover - SQLite only
+        return
+    original = legacy.convert_paramstyle
+    if getattr(original, "memoized", False):
+        return
+    cache: dict[str, str] = {}
+
+    def convert_paramstyle(style, query, args):
+        if style != "format":
+            return original(style, query, args)
+        statement = cache.get(query)
+        if statement is None:
+            statement, _ = original(style, query, args)
+            if len(cache) >= 2048:
+                cache.clear()
+            cache[query] = statement
+        return statement, args
+    convert_paramstyle.memoized = True
+    legacy.convert_paramstyle = convert_paramstyle
 
 
 class Store:

@@ -122,7 +122,7 @@ class _Batch:
         self.messages = repo.message_rows(ids + replies)
         receipts = [row["receipt_message_id"] for row in self.inbox.values() if row["receipt_message_id"]]
         originals = [e["in_reply_to"] for e in envelopes if e["kind"] == RECEIPT and e.get("in_reply_to")]
-        self.outbox = repo.outbox_rows(receipts + originals)
+        self.outbox = repo.outbox_rows(receipts + originals, for_update=True)
         self.referrals: dict[str, ReferralView] = {}
         wanted = [e["referral_id"] for e in envelopes if e["kind"] != RECEIPT]
         for referral_id, row in repo.referral_rows(wanted).items():
