@@ -1,10 +1,15 @@
-"""Errors of the schema layer. Each names the rule it enforces in ``rule``."""
+"""Errors of the schema layer. Each names the rule it enforces in ``rule``
+(services/protocol/rules.py, a leaf module every layer may import)."""
 
 from __future__ import annotations
 
+from services.protocol import rules
+
 
 class SchemaError(Exception):
-    rule = "schema.error"
+    """Base of the schema layer's errors; never raised itself: each subclass names its rule."""
+
+    rule: str
 
     def __init__(self, detail: str, messages: dict | None = None):
         super().__init__(detail)
@@ -12,36 +17,23 @@ class SchemaError(Exception):
         self.messages = messages or {}
 
 
-class EnvelopeInvalid(SchemaError):
-    """Missing, unknown or ill-formed envelope fields."""
-    rule = "envelope.invalid"
-
-
-class UnsupportedProtocol(SchemaError):
-    rule = "protocol.unsupported"
-
-
 class UnknownKind(SchemaError):
-    rule = "kind.unknown"
+    rule = rules.KIND_UNKNOWN
 
 
 class UnknownSchemaVersion(SchemaError):
-    rule = "kind.version_unknown"
+    rule = rules.KIND_VERSION_UNKNOWN
 
 
 class BodyInvalid(SchemaError):
     """The body does not match its kind's schema."""
-    rule = "body.invalid"
+    rule = rules.BODY_INVALID
 
 
 class RouteTableError(SchemaError):
-    rule = "routes.malformed"
+    rule = rules.ROUTES_MALFORMED
 
 
 class ForbiddenRoute(SchemaError):
     """The route table does not let this sender send this kind to this recipient."""
-    rule = "route.forbidden"
-
-
-class UnknownAgency(SchemaError):
-    rule = "agency.unknown"
+    rule = rules.ROUTE_FORBIDDEN

@@ -11,23 +11,14 @@ from typing import Iterable, Mapping
 import eventlet
 from nameko.runners import ServiceRunner
 
-from adapters.storage.store import Store
 from adapters.transport.credentials import CredentialsError
 from adapters.transport.topology import BusNotReady, check_provisioned
-from services import config as c
 from services import settings
-from services.handlers.context import NodeContext
-from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
 
 
 class BrokerUnreachable(Exception):
     pass
-
-
-def node_agencies(config: Mapping) -> list[str]:
-    """Agencies that run an agency node (observers such as the joint office run their own)."""
-    return [a for a in c.agency_codes(config) if a not in c.observer_codes(config)]
 
 
 def check_bus(config: Mapping, agency: str, timeout: float = 5.0) -> None:
@@ -93,24 +84,3 @@ def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = Fals
         group.add("joint_office", build_office_service(config, clock=clock), container_config(config, "joint_office"))
     group.start()
     return group
-
-
-def office_context(config: Mapping):
-    """The office's context on its own database, without a running office node (for the CLI)."""
-    from adapters.storage.office_tables import OfficeBase
-    from services.office.handlers import OfficeContext
-    from services.office.service import office_rules
-    node = offline_context(config, "joint_office")
-    OfficeBase.metadata.create_all(node.store.engine)
-    rules = office_rules(config)
-    return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, node_agencies(config))
-
-
-def offline_context(config: Mapping, agency: str) -> NodeContext:
-    """A node's context without a running node: for the CLI acting as that agency on its own
-    database. What it sends goes to the outbox and is published by the node's relay."""
-    store = Store(c.database_url(config, agency))
-    store.create_schema()
-    composer, verifier = settings.protocol_for(config, agency, clock=utc_now)
-    return NodeContext(agency, store, composer, verifier, utc_now, settings.delivery_policy(config),
-                       bool(config[c.DELIVERY][c.SEAL_BODIES]))

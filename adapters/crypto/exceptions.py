@@ -1,10 +1,15 @@
-"""Errors of the crypto adapter. Each names the rule it enforces in ``rule``."""
+"""Errors of the crypto adapter. Each names the rule it enforces in ``rule``
+(services/protocol/rules.py, a leaf module every layer may import)."""
 
 from __future__ import annotations
 
+from services.protocol import rules
+
 
 class CryptoError(Exception):
-    rule = "crypto.error"
+    """Base of the crypto adapter's errors; never raised itself: each subclass names its rule."""
+
+    rule: str
 
     def __init__(self, detail: str):
         super().__init__(detail)
@@ -13,60 +18,60 @@ class CryptoError(Exception):
 
 # Canonical JSON (RFC 8785 / I-JSON input rules)
 class MalformedJson(CryptoError):
-    rule = "json.malformed"
+    rule = rules.JSON_MALFORMED
 
 
 class DuplicateKey(CryptoError):
-    rule = "json.duplicate_key"
+    rule = rules.JSON_DUPLICATE_KEY
 
 
 class FloatNotAllowed(CryptoError):
-    rule = "json.float"
+    rule = rules.JSON_FLOAT
 
 
 class IntegerOutOfRange(CryptoError):
-    rule = "json.integer_range"
+    rule = rules.JSON_INTEGER_RANGE
 
 
 # Signatures
 class MalformedSignature(CryptoError):
-    rule = "signature.malformed"
+    rule = rules.SIGNATURE_MALFORMED
 
 
 class InvalidSignature(CryptoError):
-    rule = "signature.invalid"
+    rule = rules.SIGNATURE_INVALID
 
 
 # Keys
 class UnknownKey(CryptoError):
-    rule = "key.unknown"
+    rule = rules.KEY_UNKNOWN
 
 
 class KeyAgencyMismatch(CryptoError):
-    rule = "key.agency_mismatch"
+    rule = rules.KEY_AGENCY_MISMATCH
 
 
 class KeyPurposeMismatch(CryptoError):
-    rule = "key.purpose_mismatch"
+    rule = rules.KEY_PURPOSE_MISMATCH
 
 
 class KeyRevoked(CryptoError):
-    rule = "key.revoked"
+    rule = rules.KEY_REVOKED
 
 
 class KeyExpired(CryptoError):
-    rule = "key.expired"
+    rule = rules.KEY_EXPIRED
 
 
 class KeyNotYetValid(CryptoError):
-    rule = "key.not_yet_valid"
+    rule = rules.KEY_NOT_YET_VALID
 
 
 class KeyStoreError(CryptoError):
     """Key files missing, unreadable, malformed or too widely readable."""
-    rule = "keystore.error"
+    rule = rules.KEYSTORE_ERROR
 
 
 # Sealed bodies
 class SealError(CryptoError):
-    rule = "body.sealed"
+    rule = rules.BODY_SEALED

@@ -1,15 +1,13 @@
-"""Errors of the storage adapter."""
+"""Errors of the storage adapter. Each names the rule it enforces in ``rule``."""
+
+from services.protocol import rules
 
 
-class StorageError(Exception):
-    rule = "storage.error"
+class AuditChainBroken(Exception):
+    rule = rules.AUDIT_CHAIN_BROKEN
 
 
-class AuditChainBroken(StorageError):
-    rule = "audit.chain_broken"
-
-
-class DuplicateRequest(StorageError):
+class DuplicateRequest(Exception):
     """Another transaction stored the same control request id first."""
 
-    rule = "request.duplicate"
+    rule = rules.REQUEST_DUPLICATE

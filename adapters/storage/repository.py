@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -36,6 +37,30 @@ LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 IN_CHUNK = 500
 # Bound parameters in one multi-row statement on PostgreSQL (its limit is 65535).
 PG_PARAMETERS = 20_000
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_query(table, key: str, columns: tuple, for_update: bool):
+    """One statement per shape, built once (building a statement costs more than running it)."""
+    query = select(*[table.c[name] for name in columns]).where(table.c[key].in_(bindparam("ids", expanding=True)))
+    return query.with_for_update() if for_update else query
+
+
+_HEAD_LOCKED = select(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.hash).where(AUDIT_HEAD.c.id == 1).with_for_update()
+_HEAD_MOVE = update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=bindparam("b_seq"), hash=bindparam("b_hash"))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert(table):
+    return insert(table)
+
+
+@functools.lru_cache(maxsize=128)
+def _update_statement(table, key: str, guard: str | None, names: tuple):
+    where = [table.c[key] == bindparam("b_key")]
+    if guard is not None:
+        where.append(table.c[guard] == bindparam("b_guard"))
+    return update(table).where(*where).values(**{name: bindparam(f"b_{name}") for name in names})
 
 
 def _chunks(values: Iterable[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
@@ -149,16 +174,18 @@ class NodeRepository:
             raise DuplicateRequest(f"request {request.request_id} was stored meanwhile") from None
 
     # -- bulk reads and writes of the batched paths (Core: no ORM objects) -----------------
+    def _core(self, statement, parameters=None):
+        """Run a Core statement on the transaction's connection, past the ORM's execution
+        layer (which costs more than the statement itself for the small ones)."""
+        return self.session.connection().execute(statement, parameters)
+
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
         found = {}
-        column = table.c[key]
         if for_update:
             ids = sorted(set(ids))  # one lock order for every transaction
+        query = _rows_query(table, key, tuple(columns), for_update)
         for chunk in _chunks(ids):
-            query = select(*[table.c[name] for name in columns]).where(column.in_(chunk))
-            if for_update:
-                query = query.with_for_update()
-            for row in self.session.execute(query).mappings():
+            for row in self._core(query, {"ids": chunk}).mappings():
                 found[row[key]] = dict(row)
         return found
 
@@ -195,14 +222,17 @@ class NodeRepository:
                         OUTBOX.c.needs_receipt, MESSAGES.c.raw, MESSAGES.c.referral_id, MESSAGES.c.kind,
                         MESSAGES.c.recipient)
                  .join(MESSAGES, MESSAGES.c.message_id == OUTBOX.c.message_id)
-                 .where(due, OUTBOX.c.next_attempt_at <= now))
-        if message_ids is not None:
+                 .where(due))
+        if message_ids is None:
+            query = query.where(OUTBOX.c.next_attempt_at <= now)
+        else:  # those, now: never-published ones at once, resends only when due
+            query = query.where(or_(OUTBOX.c.state == PENDING, OUTBOX.c.next_attempt_at <= now))
             ids = list(message_ids)
             if not ids:
                 return []
             query = query.where(OUTBOX.c.message_id.in_(ids[:IN_CHUNK]))
         query = query.order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(limit)
-        return [dict(row) for row in self.session.execute(query).mappings()]
+        return [dict(row) for row in self._core(query).mappings()]
 
     @property
     def _postgresql(self) -> bool:
@@ -212,7 +242,7 @@ class NodeRepository:
         """Many rows in one executemany: one C loop on SQLite; on PostgreSQL the engine turns it
         into multi-row VALUES pages (store.make_engine: pg8000 would send a statement a row)."""
         if rows:
-            self.session.execute(insert(table), rows)
+            self._core(_insert(table), rows)
 
     def write(self, writes: Writes) -> None:
         """Everything one transaction decided, in a few statements; the audit events are
@@ -248,13 +278,9 @@ class NodeRepository:
             if self._postgresql:
                 self._update_from_values(table, key, guard, names, rows)
                 continue
-            where = [table.c[key] == bindparam("b_key")]
-            if guard is not None:
-                where.append(table.c[guard] == bindparam("b_guard"))
             params = [{"b_key": row[0], "b_guard": row[1], **{f"b_{n}": v for n, v in zip(names, row[2:])}}
                       for row in rows]
-            self.session.execute(update(table).where(*where)
-                                 .values(**{name: bindparam(f"b_{name}") for name in names}), params)
+            self._core(_update_statement(table, key, guard, names), params)
 
     def _update_from_values(self, table, key: str, guard: str | None, names: tuple, rows: list[tuple]) -> None:
         """One ``UPDATE ... FROM (VALUES ...)`` per page of rows, written directly for the
@@ -294,37 +320,37 @@ class NodeRepository:
     def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
         """Take or renew the lease ``name`` for ``holder`` until ``until``: True when it is
         ours (it was, it had expired, or nobody had it)."""
-        taken = self.session.execute(
+        taken = self._core(
             update(LEASES).where(LEASES.c.name == name, or_(LEASES.c.holder == holder, LEASES.c.expires_at <= now))
             .values(holder=holder, expires_at=until)).rowcount
         if taken:
             return True
-        if self.session.execute(select(LEASES.c.name).where(LEASES.c.name == name)).first() is not None:
+        if self._core(select(LEASES.c.name).where(LEASES.c.name == name)).first() is not None:
             return False
         try:
             with self.session.begin_nested():
-                self.session.execute(insert(LEASES).values(name=name, holder=holder, expires_at=until))
+                self._core(insert(LEASES).values(name=name, holder=holder, expires_at=until))
         except IntegrityError:
             return False
         return True
 
     def release_lease(self, name: str, holder: str) -> None:
         """Expired for anyone, whatever their clock says."""
-        self.session.execute(update(LEASES).where(LEASES.c.name == name, LEASES.c.holder == holder)
+        self._core(update(LEASES).where(LEASES.c.name == name, LEASES.c.holder == holder)
                              .values(expires_at=LONG_AGO))
 
     def _locked_head(self) -> tuple[int, str]:
-        query = select(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.hash).where(AUDIT_HEAD.c.id == 1).with_for_update()
-        row = self.session.execute(query).first()
+        query = _HEAD_LOCKED
+        row = self._core(query).first()
         if row is None:
             # A fresh database: make the head, racing writers included (only one insert wins;
             # every writer then waits for the lock on that one row).
             try:
                 with self.session.begin_nested():
-                    self.session.execute(insert(AUDIT_HEAD).values(id=1, seq=0, hash=GENESIS_HASH))
+                    self._core(insert(AUDIT_HEAD).values(id=1, seq=0, hash=GENESIS_HASH))
             except IntegrityError:
                 pass
-            row = self.session.execute(query).first()
+            row = self._core(query).first()
         return row.seq, row.hash
 
     def append_audit_events(self, events: list[AuditEvent]) -> list[dict]:
@@ -338,8 +364,8 @@ class NodeRepository:
                          "message_id": event.message_id, "detail": event.detail, "prev_hash": previous,
                          "hash": digest})
             previous = digest
-        self.session.execute(insert(AUDIT), rows)
-        self.session.execute(update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(seq=seq, hash=previous))
+        self._core(_insert(AUDIT), rows)
+        self._core(_HEAD_MOVE, {"b_seq": seq, "b_hash": previous})
         return rows
 
     # -- audit log ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from kombu import Connection
 from kombu.exceptions import KombuError
 
 from services.handlers.relay import PublishFailed
+from services.protocol import rules
 
 from .serializer import CONTENT_ENCODING, CONTENT_TYPE
 from .topology import Topology
@@ -75,14 +76,14 @@ class EnvelopePublisher:
         self._settle(delivery_tag, multiple, None)
 
     def _on_nack(self, delivery_tag, multiple):
-        self._settle(delivery_tag, multiple, PublishFailed("transport.unavailable", "the broker nacked it"))
+        self._settle(delivery_tag, multiple, PublishFailed(rules.TRANSPORT_UNAVAILABLE, "the broker nacked it"))
 
     def _on_return(self, exc, exchange, routing_key, message):
         # A return comes before the confirm of the same message: remember it as refused.
         message_id = (message.properties or {}).get("message_id")
         if message_id:
             self._returned[message_id] = PublishFailed(
-                "transport.unroutable", f"no queue is bound for routing key {routing_key!r}")
+                rules.TRANSPORT_UNROUTABLE, f"no queue is bound for routing key {routing_key!r}")
 
     def publish_many(self, items: list[tuple[str, bytes, str]]) -> dict[str, PublishFailed]:
         """Publish every ``(message_id, raw, routing_key)`` and wait once for the broker's
@@ -110,12 +111,12 @@ class EnvelopePublisher:
                     self._connection.drain_events(timeout=left)
             except ChannelError as exc:
                 self._reset()
-                failure = PublishFailed("transport.refused", f"the broker refused a publication from "
-                                                             f"{self.user_id}: {exc}")
+                failure = PublishFailed(rules.TRANSPORT_REFUSED, f"the broker refused a publication from "
+                                                                f"{self.user_id}: {exc}")
                 return self._failures(items, failure)
             except (AMQPError, KombuError, OSError, socket.timeout, ConnectionError) as exc:
                 self._reset()
-                failure = PublishFailed("transport.unavailable",
+                failure = PublishFailed(rules.TRANSPORT_UNAVAILABLE,
                                         f"broker at {without_credentials(self.amqp_uri)} did not confirm: "
                                         f"{exc.__class__.__name__}: {exc}")
                 return self._failures(items, failure)
@@ -147,7 +148,7 @@ class EnvelopePublisher:
             error = failures.get(message_id)
             if error is None:
                 return
-            if error.rule != "transport.unavailable" or attempt == 2:
+            if error.rule != rules.TRANSPORT_UNAVAILABLE or attempt == 2:
                 raise error
 
     def queue_depth(self, queue: str) -> int | None:

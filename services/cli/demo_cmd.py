@@ -25,7 +25,8 @@ from services.control_client import ControlClients
 from services.demo.scenario import Demo, DemoFailure
 from services.nodes.dependencies import ShiftedClock
 from services.office.accounts import accounts_file
-from services.runner import node_agencies, start_nodes
+from services.bootstrap import node_agencies
+from services.runner import start_nodes
 
 from .errors import CommandError
 

@@ -34,7 +34,8 @@ from adapters.transport import dead_letters
 from adapters.transport.credentials import CredentialsError
 from services.handlers.receiving import Delivery
 from services.handlers.requests import Request
-from services.runner import BrokerUnreachable, check_bus, node_agencies, offline_context, start_nodes
+from services.bootstrap import node_agencies, offline_context
+from services.runner import BrokerUnreachable, check_bus, start_nodes
 
 from .errors import CommandError
 
@@ -343,7 +344,7 @@ def _dead_letters(config, args) -> int:
     office = args.agency in c.observer_codes(config)
     if office:
         from services.office import handlers as office_handlers
-        from services.runner import office_context
+        from services.bootstrap import office_context
         context = office_context(config)
     else:
         context = _context(config, args.agency)

@@ -16,7 +16,7 @@ from services import config as c
 from services.office import handlers
 from services.office.accounts import AccountsError, accounts_file, check_name, password_problem
 from services.office.stats import overdue_steps
-from services.runner import office_context
+from services.bootstrap import office_context
 
 from .errors import CommandError
 

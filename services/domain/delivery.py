@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.protocol import rules
+
 from .exceptions import DomainError
 
 PENDING = "pending"          # committed, not yet confirmed by the broker
@@ -33,15 +35,22 @@ RECEIPTED_EVENT = "receipted"    # the recipient's receipt was recorded
 GAVE_UP = "gave_up"              # MAX_ATTEMPTS publications without a receipt
 RETRIED = "retried"              # an operator asked for a failed message to be sent again
 ANSWER_AGAIN = "answer_again"    # a duplicate arrived: publish our same receipt again
+# A running node publishes what it commits at once, so it writes the entry as published in
+# the committing transaction (one transaction fewer a message); if the broker then does not
+# take it, NOT_TAKEN puts it back. Should the process stop in between, a message that needs
+# a receipt is published again at its receipt timeout, and a receipt is answered again
+# when its message arrives again (the sender's resend): nothing is lost either way.
+HANDED_OVER = "handed_over"
+NOT_TAKEN = "not_taken"
 
-EVENTS = (CONFIRMED, RECEIPTED_EVENT, GAVE_UP, RETRIED, ANSWER_AGAIN)
+EVENTS = (CONFIRMED, RECEIPTED_EVENT, GAVE_UP, RETRIED, ANSWER_AGAIN, HANDED_OVER, NOT_TAKEN)
 
 # States from which a message is due for publication when its next_attempt_at has come.
 DUE_STATES = (PENDING, PUBLISHED)
 
 
 class DeliveryTransitionError(DomainError):
-    rule = "delivery.transition"
+    rule = rules.DELIVERY_TRANSITION
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,10 @@ TRANSITIONS: tuple[DeliveryTransition, ...] = (
     DeliveryTransition(GAVE_UP, (PUBLISHED,), FAILED, needs_receipt=True),
     DeliveryTransition(RETRIED, (FAILED,), PENDING, needs_receipt=True),
     DeliveryTransition(ANSWER_AGAIN, (DONE, PENDING), PENDING, needs_receipt=False),
+    DeliveryTransition(HANDED_OVER, (PENDING,), PUBLISHED, needs_receipt=True, publication=True),
+    DeliveryTransition(HANDED_OVER, (PENDING,), DONE, needs_receipt=False, publication=True),
+    DeliveryTransition(NOT_TAKEN, (PUBLISHED,), PENDING, needs_receipt=True),
+    DeliveryTransition(NOT_TAKEN, (DONE,), PENDING, needs_receipt=False),
 )
 
 
@@ -90,7 +103,7 @@ def next_delivery_state(event: str, current: str, needs_receipt: bool) -> str:
 # The sent message's own status mirrors its delivery until the receipt says more.
 def message_status_after(event: str, current_status: str, *, needs_receipt: bool,
                          receipt_status: str | None = None) -> str:
-    if event == CONFIRMED:
+    if event in (CONFIRMED, HANDED_OVER):
         return (PUBLISHED if needs_receipt else DONE) if current_status == PENDING else current_status
     if event == RECEIPTED_EVENT:
         if receipt_status is None:
@@ -102,4 +115,6 @@ def message_status_after(event: str, current_status: str, *, needs_receipt: bool
         return PENDING
     if event == ANSWER_AGAIN:
         return current_status
+    if event == NOT_TAKEN:
+        return PENDING if current_status in (PUBLISHED, DONE) else current_status
     raise DeliveryTransitionError(f"no delivery event {event!r}")

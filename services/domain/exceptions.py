@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from services.protocol import rules
+
 
 class DomainError(Exception):
-    rule = "domain.error"
+    """Base of the domain's errors; never raised itself: each subclass names its rule."""
+
+    rule: str
 
     def __init__(self, detail: str):
         super().__init__(f"[{self.rule}] {detail}")
@@ -13,26 +17,17 @@ class DomainError(Exception):
 
 class LifecycleViolation(DomainError):
     """The message does not fit the referral's current state."""
-    rule = "lifecycle.transition"
+    rule = rules.LIFECYCLE_TRANSITION
 
 
 class UnknownReferral(DomainError):
-    rule = "referral.unknown"
+    rule = rules.REFERRAL_UNKNOWN
 
 
 class ReferralMismatch(DomainError):
     """A reply names a message of another referral."""
-    rule = "referral.mismatch"
+    rule = rules.REFERRAL_MISMATCH
 
 
 class UnknownMessage(DomainError):
-    rule = "message.unknown"
-
-
-class DuplicateMessageId(DomainError):
-    """The same message id arrived again with different bytes."""
-    rule = "message.id_reused"
-
-
-class ReceiptMismatch(DomainError):
-    rule = "receipt.hash_mismatch"
+    rule = rules.MESSAGE_UNKNOWN

@@ -40,3 +40,6 @@ class NodeContext:
     policy: DeliveryPolicy = DeliveryPolicy()
     # Seal what the node composes on its own (receipts, urges) for their recipients.
     seal: bool = False
+    # A running node publishes what it commits at once: such an entry is written as handed
+    # over to the broker (services/domain/delivery.py, HANDED_OVER), saving a transaction.
+    publishes_at_once: bool = False

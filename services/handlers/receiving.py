@@ -24,6 +24,7 @@ from schemas.registry import RECEIPT
 from services.domain import delivery as d
 from services.domain.exceptions import DomainError, ReferralMismatch
 from services.domain.lifecycle import NEW, next_state
+from services.protocol import rules
 from services.protocol.exceptions import ComposeError, Rejection
 from services.protocol.signing_input import message_sha256
 from services.protocol.transport import TransportFacts
@@ -32,6 +33,7 @@ from services.protocol.verify import VerifiedMessage
 from .context import NodeContext
 from .records import INBOUND, OUTBOUND, inbox_row, message_row
 from .referrals import ReferralView
+from .relay import committed_row
 from .sending import record_outbound
 
 # Outcomes.
@@ -81,20 +83,30 @@ def receive(ctx: NodeContext, message: bytes | Delivery) -> ReceiveOutcome:
     return receive_batch(ctx, [message])[0]
 
 
-def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery]) -> list[ReceiveOutcome]:
-    """Receive several deliveries in one transaction; the outcomes in the same order."""
+def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery], *,
+                  answers: list | None = None) -> list[ReceiveOutcome]:
+    """Receive several deliveries in one transaction; the outcomes in the same order. The new
+    receipts it committed are appended to ``answers`` (as relay.committed_row rows), to be
+    published at once without reading them back."""
     now = ctx.clock()
     checked = [_check(ctx, message, now) for message in messages]
     with ctx.store.transaction() as repo:
         batch = _Batch(ctx, repo, now, checked)
         outcomes = [batch.decide(raw, result) for raw, result in checked]
         repo.write(batch.writes)
+    if answers is not None:
+        answers.extend(committed_row(receipt, needs_receipt=False) for receipt in batch.receipts)
     return outcomes
 
 
 def receipts_to_publish(outcomes: Iterable[ReceiveOutcome]) -> list[str]:
     """The receipts a batch queued (new ones, and the same ones again for duplicates)."""
     return [o.receipt_message_id for o in outcomes if o.receipt_message_id]
+
+
+def receipts_again(outcomes: Iterable[ReceiveOutcome]) -> list[str]:
+    """The earlier receipts a batch queued again, for the duplicates it met."""
+    return [o.receipt_message_id for o in outcomes if o.status == OUTCOME_DUPLICATE and o.receipt_message_id]
 
 
 def _check(ctx: NodeContext, message, now: datetime) -> tuple[bytes, VerifiedMessage | Rejection]:
@@ -115,6 +127,7 @@ class _Batch:
         self.ctx, self.repo, self.now = ctx, repo, now
         self.writes = Writes()
         self.unanswerable = ""
+        self.receipts = []      # the receipts this batch composes, in order
         envelopes = [result.envelope for _, result in checked if result.envelope is not None]
         ids = [e["message_id"] for e in envelopes]
         replies = [e["in_reply_to"] for e in envelopes if e.get("in_reply_to")]
@@ -161,11 +174,12 @@ class _Batch:
             return self.reject(verified.raw, verified.envelope, error.rule, error.detail)
         receipt = self.answer(verified.envelope, verified.sha256, RECEIPT_ACCEPTED, [], None)
         if receipt is None:  # pragma: no cover - an accepted sender is a configured agency
-            return self.quarantine(verified.raw, "receipt.unaddressable", "no receipt can be composed",
+            return self.quarantine(verified.raw, rules.RECEIPT_UNADDRESSABLE, "no receipt can be composed",
                                    envelope=verified.envelope)
         self.store(verified.raw, verified.envelope, status=ACCEPTED, body=verified.plain_body,
                    sha256=verified.sha256)
-        record_outbound(self.writes, receipt, self.now, needs_receipt=False)
+        record_outbound(self.writes, receipt, self.now, needs_receipt=False, ctx=self.ctx)
+        self.receipts.append(receipt)
         view.advance(self.writes, kind=verified.kind, body=verified.plain_body, new_state=new_state,
                      message_id=verified.message_id, opened_by=verified.sender, now=self.now)
         self.add_inbox(verified.message_id, verified.sha256, ACCEPTED, receipt.message_id)
@@ -183,7 +197,8 @@ class _Batch:
             # We cannot even answer (e.g. the sender is not a configured agency): keep it aside.
             return self.quarantine(raw, rule, f"{detail} (not answered: {self.unanswerable})", envelope=envelope)
         self.store(raw, envelope, status=REJECTED, body=None, sha256=sha, rule=rule, detail=detail)
-        record_outbound(self.writes, receipt, self.now, needs_receipt=False)
+        record_outbound(self.writes, receipt, self.now, needs_receipt=False, ctx=self.ctx)
+        self.receipts.append(receipt)
         self.add_inbox(envelope["message_id"], sha, REJECTED, receipt.message_id)
         self.writes.audit_event(self.now, "message.rejected", referral_id=envelope["referral_id"],
                                 message_id=envelope["message_id"],
@@ -215,15 +230,15 @@ class _Batch:
         original = self.messages.get(verified.in_reply_to) if verified.in_reply_to else None
         problem = None
         if original is None or original["direction"] != OUTBOUND:
-            problem = ("receipt.unknown_message",
+            problem = (rules.RECEIPT_UNKNOWN_MESSAGE,
                        f"receipt answers {verified.in_reply_to}, which this node did not send")
         elif original["recipient"] != verified.sender:
-            problem = ("receipt.wrong_sender",
+            problem = (rules.RECEIPT_WRONG_SENDER,
                        f"receipt from {verified.sender} for a message sent to {original['recipient']}")
         elif original["referral_id"] != verified.referral_id:
             problem = (ReferralMismatch.rule, "receipt names another referral than the message it answers")
         elif verified.body["message_sha256"] != original["sha256"]:
-            problem = ("receipt.hash_mismatch", "receipt is bound to other bytes than the message sent")
+            problem = (rules.RECEIPT_HASH_MISMATCH, "receipt is bound to other bytes than the message sent")
         if problem:
             outcome = self.quarantine(verified.raw, problem[0], problem[1], envelope=verified.envelope)
             self.add_inbox(verified.message_id, verified.sha256, REJECTED, None)
@@ -257,7 +272,7 @@ class _Batch:
         if entry is None:
             known = self.messages.get(message_id)
             if known is not None and known["direction"] == OUTBOUND:  # e.g. our own message played back
-                return self.quarantine(raw, "message.id_reused",
+                return self.quarantine(raw, rules.MESSAGE_ID_REUSED,
                                        f"message id {message_id} is already used by a message this node sent")
             return None
         entry["deliveries"] = entry.get("deliveries", 1) + 1
@@ -266,7 +281,8 @@ class _Batch:
         else:
             self.writes.inbox_deliveries[message_id] = entry["deliveries"]
         if entry["sha256"] != sha:
-            return self.quarantine(raw, "message.id_reused", f"message id {message_id} arrived before with other bytes")
+            return self.quarantine(raw, rules.MESSAGE_ID_REUSED,
+                                   f"message id {message_id} arrived before with other bytes")
         receipt_id = entry["receipt_message_id"]
         if receipt_id and message_id not in self.new_inbox:
             # Answer a redelivery with the very same receipt, published again.

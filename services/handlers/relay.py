@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping
 
 from adapters.storage.writes import Writes
 from services.domain import delivery as d
+from services.protocol import rules
 
 from .context import NodeContext
 
@@ -92,6 +93,62 @@ def relay_due(ctx: NodeContext, publisher, *, limit: int = DEFAULT_LIMIT, resend
         if gave_up:
             _give_up(ctx, repo, gave_up, now, report)
     due = [row for row in due if row not in gave_up]
+    return _publish(ctx, publish_many, due, report)
+
+
+def committed_row(signed, *, needs_receipt: bool) -> dict:
+    """What the relay needs of a message a running node has just committed as handed over
+    (sending.record_outbound): publishing it needs no read of the database."""
+    envelope = signed.envelope
+    return {"message_id": signed.message_id, "routing_key": f"{envelope['recipient']}.{envelope['kind']}",
+            "state": d.next_delivery_state(d.HANDED_OVER, d.PENDING, needs_receipt), "attempts": 1,
+            "needs_receipt": needs_receipt, "raw": signed.raw, "referral_id": envelope["referral_id"],
+            "kind": envelope["kind"], "recipient": envelope["recipient"]}
+
+
+def publish_committed(ctx: NodeContext, publisher, rows: list[dict]) -> RelayReport:
+    """Publish messages just committed as handed over (rows from ``committed_row``). Only what
+    the broker did not take is written (NOT_TAKEN: pending again, retried by the relay); the
+    rest was recorded by the committing transaction already."""
+    report = RelayReport()
+    if not rows:
+        return report
+    try:
+        failures = _as_many(publisher)([(row["message_id"], row["raw"], row["routing_key"]) for row in rows])
+    except Exception as error:  # the connection failed: none of them is known to be taken
+        failures = {row["message_id"]: error for row in rows}
+    report.published = [row["message_id"] for row in rows if row["message_id"] not in failures]
+    if failures:
+        report.errors.update({message_id: str(error) for message_id, error in failures.items()})
+        log.warning("%s: the broker did not take %d message(s) just committed, e.g. %s", ctx.agency,
+                    len(failures), next(iter(report.errors.values())))
+        put_back(ctx, [row for row in rows if row["message_id"] in failures],
+                 retry_at=ctx.clock() + ctx.policy.publish_retry, errors=report.errors)
+    return report
+
+
+def put_back(ctx: NodeContext, rows: list[dict], *, retry_at, errors: dict | None = None) -> None:
+    """Messages committed as handed over that were not published after all (the broker did
+    not take them, or this process is a standby without the relay lease): pending again,
+    without an attempt counted, for the relay at ``retry_at``."""
+    updates, statuses = [], {}
+    for row in rows:
+        error = (errors or {}).get(row["message_id"])
+        updates.append({"b_message_id": row["message_id"], "b_expected": row["state"],
+                        "state": d.next_delivery_state(d.NOT_TAKEN, row["state"], row["needs_receipt"]),
+                        "attempts": 0, "last_published_at": None,
+                        "last_error": str(error)[:2000] if error is not None else None,
+                        "next_attempt_at": retry_at})
+        handed = d.message_status_after(d.HANDED_OVER, d.PENDING, needs_receipt=row["needs_receipt"])
+        statuses[row["message_id"]] = (handed, d.message_status_after(d.NOT_TAKEN, handed,
+                                                                      needs_receipt=row["needs_receipt"]))
+    if updates:
+        with ctx.store.transaction() as repo:
+            repo.publication_updates(updates)
+            repo.message_statuses(statuses)
+
+
+def _publish(ctx: NodeContext, publish_many: PublishMany, due: list[dict], report: RelayReport) -> RelayReport:
     if not due:
         return report
     failures = publish_many([(row["message_id"], row["raw"], row["routing_key"]) for row in due])
@@ -156,7 +213,7 @@ def _record(ctx: NodeContext, due: list[dict], failures: Mapping[str, PublishFai
 
 
 class NotRetryable(Exception):
-    rule = "outbox.not_retryable"
+    rule = rules.OUTBOX_NOT_RETRYABLE
 
     def __init__(self, detail: str):
         super().__init__(f"[{self.rule}] {detail}")

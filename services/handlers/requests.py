@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from services.domain.exceptions import DomainError
+from services.protocol import rules
 from services.protocol.compose import SignedMessage
 
 MAX_REQUEST_ID_LENGTH = 200
 
 
 class RequestReused(DomainError):
-    rule = "request.reused"
+    rule = rules.REQUEST_REUSED
 
 
 @dataclass(frozen=True)

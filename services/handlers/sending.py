@@ -16,6 +16,7 @@ from adapters.storage.exceptions import DuplicateRequest
 from adapters.storage.repository import NodeRepository
 from adapters.storage.writes import Writes
 from schemas.registry import RECEIPT
+from services.domain import delivery as d
 from services.domain.delivery import PENDING
 from services.domain.exceptions import DomainError, ReferralMismatch, UnknownMessage
 from services.domain.lifecycle import NEW, next_state
@@ -70,7 +71,7 @@ class OutgoingBatch:
         now = self.ctx.clock()
         signed = self.ctx.composer.compose(kind, recipient, body, referral_id=self.referral_id,
                                            in_reply_to=in_reply_to, sent_at=now, seal=seal)
-        record_outbound(self.writes, signed, now, needs_receipt=kind != RECEIPT)
+        record_outbound(self.writes, signed, now, needs_receipt=kind != RECEIPT, ctx=self.ctx)
         if kind != RECEIPT:
             self.view.advance(self.writes, kind=kind, body=body, new_state=new_state,
                               message_id=signed.message_id, opened_by=self.ctx.agency, now=now)
@@ -82,11 +83,21 @@ class OutgoingBatch:
         return signed
 
 
-def record_outbound(writes: Writes, signed: SignedMessage, now, *, needs_receipt: bool) -> None:
-    """The signed message and its outbox row, to be written with the transaction's writes."""
+def record_outbound(writes: Writes, signed: SignedMessage, now, *, needs_receipt: bool,
+                    ctx: NodeContext | None = None) -> None:
+    """The signed message and its outbox row, to be written with the transaction's writes:
+    pending for the relay, or (a running node, ``ctx.publishes_at_once``) handed over, as the
+    node publishes it right after the commit."""
+    row = outbox_row(signed.envelope, needs_receipt=needs_receipt, now=now)
+    status = PENDING
+    if ctx is not None and ctx.publishes_at_once:
+        row["state"] = d.next_delivery_state(d.HANDED_OVER, d.PENDING, needs_receipt)
+        row.update(attempts=1, last_published_at=now,
+                   next_attempt_at=ctx.policy.next_resend(now, 1) if needs_receipt else now)
+        status = d.message_status_after(d.HANDED_OVER, PENDING, needs_receipt=needs_receipt)
     writes.messages.append(message_row(signed.envelope, signed.raw, direction=OUTBOUND, stored_at=now,
-                                       status=PENDING, body=signed.plain_body, sha256=signed.sha256))
-    writes.outbox.append(outbox_row(signed.envelope, needs_receipt=needs_receipt, now=now))
+                                       status=status, body=signed.plain_body, sha256=signed.sha256))
+    writes.outbox.append(row)
 
 
 def store_outbound(repo: NodeRepository, signed: SignedMessage, now, *, needs_receipt: bool) -> None:

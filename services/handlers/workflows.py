@@ -1,7 +1,8 @@
 """What a clerk does: start a referral, answer a message, follow a referral up.
 
-Each call stages its messages in one transaction (sending.staged) and, given a request id,
-happens once: a repeat returns the first call's result (handlers/requests.py).
+Each action is a ``sending.Call`` (what to stage, on which referral, once per request id).
+``run`` stages one in its own transaction; a node hands many at once to its batcher
+(services/nodes/batching.py), which stages them together with sending.staged_many.
 """
 
 from __future__ import annotations
@@ -15,53 +16,67 @@ from services.protocol.compose import SignedMessage
 
 from .context import NodeContext
 from .requests import Request, Sent
-from .sending import Call, OutgoingBatch, Refused, staged, staged_many
+from .sending import Call, OutgoingBatch, Refused, staged_many
 
 SUSPECTED_CRIME = "suspected_crime"
 PROCURATORATE = "procuratorate"
 
 
-def start(ctx: NodeContext, kind: str, recipient: str, body: Mapping, *, seal: bool = False,
-          referral_id: str | None = None, request: Request | None = None) -> Sent:
+def run(ctx: NodeContext, call: Call) -> Sent:
+    """One call in its own transaction; a refusal is raised as the error it is."""
+    [result] = staged_many(ctx, [call])
+    if isinstance(result, Refused):
+        raise result.error
+    return result
+
+
+# -- the calls ------------------------------------------------------------------------------------
+def start_call(kind: str, recipient: str, body: Mapping, *, seal: bool = False, referral_id: str | None = None,
+               request: Request | None = None) -> Call:
     """Open a referral with its first message."""
     def stage(batch: OutgoingBatch) -> None:
         batch.stage(kind, recipient, body, seal=seal)
-    return staged(ctx, referral_id, stage, request)
+    return Call(stage, referral_id, request)
 
 
-def refer_clue(ctx: NodeContext, body: Mapping, recipient: str, *, seal: bool = False,
-               copy_to: str | None = PROCURATORATE, referral_id: str | None = None,
-               request: Request | None = None) -> Sent:
+def refer_clue_call(body: Mapping, recipient: str, *, seal: bool = False, copy_to: str | None = PROCURATORATE,
+                    referral_id: str | None = None, request: Request | None = None) -> Call:
     """Transfer a clue; a suspected-crime clue is copied to the procuratorate in the same
     transaction (抄送同级人民检察院), so there is never a transfer without its copy."""
     def stage(batch: OutgoingBatch) -> None:
         transfer = batch.stage(CLUE_TRANSFER, recipient, body, seal=seal)
         if body.get("category") == SUSPECTED_CRIME and copy_to:
             batch.stage(COPY_NOTICE, copy_to, copy_notice_body(transfer, recipient), seal=seal)
-    return staged(ctx, referral_id, stage, request)
+    return Call(stage, referral_id, request)
 
 
-@dataclass(frozen=True)
-class ClueItem:
-    """One clue of a batch: its body, its recipient, and the caller's request id (a row key
-    of an import, say), so that sending the batch again sends nothing twice."""
+def reply_call(ctx: NodeContext, message_id: str, kind: str, body: Mapping, *,
+               recipients: Iterable[str] | None = None, seal: bool = False, request: Request | None = None) -> Call:
+    """Answer a message this node holds: to its other party, in its referral."""
+    with ctx.store.transaction() as repo:
+        message = repo.message_rows([message_id]).get(message_id)
+    if message is None:
+        raise UnknownMessage(f"{ctx.agency} holds no message {message_id}")
+    counterpart = message["sender"] if message["sender"] != ctx.agency else message["recipient"]
+    recipients = list(recipients or [counterpart])
 
-    body: Mapping
-    recipient: str
-    request: Request | None = None
+    def stage(batch: OutgoingBatch) -> None:
+        for recipient in recipients:
+            batch.stage(kind, recipient, body, in_reply_to=message_id, seal=seal)
+    return Call(stage, message["referral_id"], request)
 
 
-def refer_clues(ctx: NodeContext, items: list[ClueItem], *, seal: bool = False,
-                copy_to: str | None = PROCURATORATE) -> list[Sent | Refused]:
-    """Many clue transfers (each its own referral, with its copy) in one transaction; a clue
-    refused (its body, its route) is left out alone, with its rule."""
-    def stage_for(item: ClueItem):
-        def stage(batch: OutgoingBatch) -> None:
-            transfer = batch.stage(CLUE_TRANSFER, item.recipient, item.body, seal=seal)
-            if item.body.get("category") == SUSPECTED_CRIME and copy_to:
-                batch.stage(COPY_NOTICE, copy_to, copy_notice_body(transfer, item.recipient), seal=seal)
-        return stage
-    return staged_many(ctx, [Call(stage_for(item), None, item.request) for item in items])
+def follow_up_call(ctx: NodeContext, referral_id: str, kind: str, body: Mapping, recipients: Iterable[str], *,
+                   in_reply_to: str | None = None, seal: bool = False, request: Request | None = None) -> Call:
+    """One message of a known referral to one or more agencies, in one transaction."""
+    recipients = list(recipients)
+
+    def stage(batch: OutgoingBatch) -> None:
+        if batch.referral is None:
+            raise UnknownReferral(f"{ctx.agency} has no referral {referral_id}")
+        for recipient in recipients:
+            batch.stage(kind, recipient, body, in_reply_to=in_reply_to, seal=seal)
+    return Call(stage, referral_id, request)
 
 
 def copy_notice_body(transfer: SignedMessage, recipient: str) -> dict:
@@ -77,31 +92,40 @@ def copy_notice_body(transfer: SignedMessage, recipient: str) -> dict:
     }
 
 
-def reply(ctx: NodeContext, message_id: str, kind: str, body: Mapping, *,
-          recipients: Iterable[str] | None = None, seal: bool = False,
-          request: Request | None = None) -> Sent:
-    """Answer a message this node holds: to its other party, in its referral."""
-    with ctx.store.transaction() as repo:
-        message = repo.message(message_id)
-        if message is None:
-            raise UnknownMessage(f"{ctx.agency} holds no message {message_id}")
-        referral_id = message.referral_id
-        counterpart = message.sender if message.sender != ctx.agency else message.recipient
+@dataclass(frozen=True)
+class ClueItem:
+    """One clue of a batch: its body, its recipient, and the caller's request id (a row key
+    of an import, say), so that sending the batch again sends nothing twice."""
 
-    def stage(batch: OutgoingBatch) -> None:
-        for recipient in recipients or [counterpart]:
-            batch.stage(kind, recipient, body, in_reply_to=message_id, seal=seal)
-    return staged(ctx, referral_id, stage, request)
+    body: Mapping
+    recipient: str
+    request: Request | None = None
 
 
-def follow_up(ctx: NodeContext, referral_id: str, kind: str, body: Mapping, recipients: Iterable[str], *,
-              in_reply_to: str | None = None, seal: bool = False, request: Request | None = None) -> Sent:
-    """Send one message of a known referral to one or more agencies, in one transaction."""
-    recipients = list(recipients)
+def clue_calls(items: list[ClueItem], *, seal: bool = False, copy_to: str | None = PROCURATORATE) -> list[Call]:
+    return [refer_clue_call(item.body, item.recipient, seal=seal, copy_to=copy_to, request=item.request)
+            for item in items]
 
-    def stage(batch: OutgoingBatch) -> None:
-        if batch.referral is None:
-            raise UnknownReferral(f"{ctx.agency} has no referral {referral_id}")
-        for recipient in recipients:
-            batch.stage(kind, recipient, body, in_reply_to=in_reply_to, seal=seal)
-    return staged(ctx, referral_id, stage, request)
+
+# -- the same, each in its own transaction (the command line, tests) --------------------------------
+def start(ctx: NodeContext, kind: str, recipient: str, body: Mapping, **options) -> Sent:
+    return run(ctx, start_call(kind, recipient, body, **options))
+
+
+def refer_clue(ctx: NodeContext, body: Mapping, recipient: str, **options) -> Sent:
+    return run(ctx, refer_clue_call(body, recipient, **options))
+
+
+def reply(ctx: NodeContext, message_id: str, kind: str, body: Mapping, **options) -> Sent:
+    return run(ctx, reply_call(ctx, message_id, kind, body, **options))
+
+
+def follow_up(ctx: NodeContext, referral_id: str, kind: str, body: Mapping, recipients: Iterable[str],
+              **options) -> Sent:
+    return run(ctx, follow_up_call(ctx, referral_id, kind, body, recipients, **options))
+
+
+def refer_clues(ctx: NodeContext, items: list[ClueItem], **options) -> list[Sent | Refused]:
+    """Many clue transfers (each its own referral, with its copy) in one transaction; a clue
+    refused (its body, its route) is left out alone, with its rule."""
+    return staged_many(ctx, clue_calls(items, **options))

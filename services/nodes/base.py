@@ -7,12 +7,15 @@ import logging
 import eventlet
 
 from schemas.registry import CLOSURE, WITHDRAWAL
+from services import bootstrap
 from services.domain.exceptions import DomainError
 from services.handlers import queries, receiving, relay, workflows
 from services.handlers.context import NodeContext
 from services.handlers.requests import Request, Sent
+from services.handlers.sending import Call, Refused
 from services.protocol.exceptions import ComposeError
 
+from .batching import CallBatching, Publishing
 from .dependencies import CallerRequest, Clock, NodeDatabase, NodeProtocol, NodeTransport
 from .entrypoints import control_rpc
 
@@ -34,10 +37,11 @@ class AgencyNode:
     transport = NodeTransport()
     clock = Clock()
     call = CallerRequest()
+    calls = CallBatching()
+    publishing = Publishing()
 
     def context(self) -> NodeContext:
-        p = self.protocol
-        return NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy, p.seal_by_default)
+        return bootstrap.node_context(self.protocol, self.store, self.clock, publishes_at_once=True)
 
     # -- entrypoint bodies (bound to a queue and a timer by the factory) ---------------------
     def handle_envelopes(self, deliveries: list[receiving.Delivery]) -> list[dict | None]:
@@ -45,9 +49,12 @@ class AgencyNode:
         requeued). A batch that fails as a whole (one delivery breaks the transaction) is
         taken again one by one, so the others are not failed with it."""
         ctx = self.context()
+        answers: list[dict] = []
         try:
-            outcomes = receiving.receive_batch(ctx, deliveries)
+            outcomes = receiving.receive_batch(ctx, deliveries, answers=answers)
+            batched = True
         except Exception:
+            answers, batched = [], False
             if len(deliveries) == 1:
                 log.exception("%s: could not store an incoming message; it will be redelivered", ctx.agency)
                 outcomes = [None]
@@ -58,8 +65,41 @@ class AgencyNode:
         if None in outcomes:
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
         stored = [o for o in outcomes if o is not None]
-        self.flush_outbox(ctx, receiving.receipts_to_publish(stored))  # the receipts now, not at the next tick
+        # The receipts now, not at the next tick: the new ones from memory, the same ones again
+        # for duplicates (and after a batch taken one by one) read back.
+        self._publish_committed(ctx, answers)
+        self.flush_outbox(ctx, receiving.receipts_again(stored) if batched else receiving.receipts_to_publish(stored))
         return [o.__dict__ if o is not None else None for o in outcomes]
+
+    def _publish_committed(self, ctx: NodeContext, rows: list[dict]):
+        """Hand what was just committed to the node's publisher (it publishes at once, while
+        the worker goes on): an Event fired once the broker has answered for them."""
+        return self.publishing.put(ctx, rows, self._publish_now)
+
+    def _publish_now(self, ctx: NodeContext, rows: list[dict]) -> None:
+        transport = self.transport
+        try:
+            with transport.relay_lock:
+                if transport.lease.hold(ctx):
+                    # The timer's relay may have taken them meanwhile (it sees what is committed).
+                    fresh = [row for row in rows if row["message_id"] not in transport.published]
+                    report = relay.publish_committed(ctx, transport.publisher, fresh)
+                    transport.published.add(report.published)
+                else:  # a standby: the process holding the lease publishes them, at its next tick
+                    relay.put_back(ctx, rows, retry_at=ctx.clock())
+        except Exception:  # committed: the timer's relay publishes it
+            log.exception("%s: publishing just after the commit failed; the relay will", ctx.agency)
+
+    def _after_commit(self, ctx: NodeContext, sents: list[Sent]):
+        return self._publish_committed(ctx, [relay.committed_row(m, needs_receipt=m.envelope["kind"] != "receipt")
+                                      for sent in sents for m in sent.messages])
+
+    def _run(self, call: Call) -> dict:
+        """One state-changing call, committed with whatever other calls are waiting."""
+        [result] = self.calls.submit(self.context(), [call], self._after_commit)
+        if isinstance(result, Refused):
+            raise result.error
+        return result.answer()
 
     @staticmethod
     def _receive_alone(ctx: NodeContext, delivery: receiving.Delivery):
@@ -82,22 +122,18 @@ class AgencyNode:
                 if not transport.lease.hold(ctx):
                     return None  # a standby: the process holding the lease publishes
                 if message_ids is not None:
-                    return relay.relay_due(ctx, transport.publisher, message_ids=message_ids, resends=False)
-                return relay.relay_due(ctx, transport.publisher, resends=not transport.backlogged(ctx.agency),
-                                       busy=transport.backlogged)
+                    report = relay.relay_due(ctx, transport.publisher, message_ids=message_ids, resends=False)
+                else:
+                    report = relay.relay_due(ctx, transport.publisher, resends=not transport.backlogged(ctx.agency),
+                                             busy=transport.backlogged)
+                transport.published.add(report.published)
+                return report
         except Exception:  # the timer will try again; the outbox keeps everything
             log.exception("%s: outbox relay failed", ctx.agency)
             return None
 
-    def _sent(self, sent: Sent) -> dict:
-        if sent.messages:
-            self.flush_outbox(message_ids=[m.message_id for m in sent.messages])
-        return sent.answer()
-
-    def _sent_many(self, results) -> list[dict]:
-        ids = [m.message_id for r in results if isinstance(r, Sent) for m in r.messages]
-        if ids:
-            self.flush_outbox(message_ids=ids)
+    def _run_many(self, calls: list[Call]) -> list[dict]:
+        results = self.calls.submit(self.context(), calls, self._after_commit)
         return [r.answer() if isinstance(r, Sent) else {"refused": True, "rule": r.rule, "detail": r.detail}
                 for r in results]
 
@@ -117,34 +153,34 @@ class AgencyNode:
         ctx = self.context()
         request = self._request("send", request_id)
         if referral_id and in_reply_to is None:
-            sent = workflows.follow_up(ctx, referral_id, kind, body, [recipient], seal=self._seal(seal),
-                                       request=request)
+            call = workflows.follow_up_call(ctx, referral_id, kind, body, [recipient], seal=self._seal(seal),
+                                            request=request)
         elif in_reply_to:
-            sent = workflows.reply(ctx, in_reply_to, kind, body, recipients=[recipient], seal=self._seal(seal),
-                                   request=request)
+            call = workflows.reply_call(ctx, in_reply_to, kind, body, recipients=[recipient],
+                                        seal=self._seal(seal), request=request)
         else:
-            sent = workflows.start(ctx, kind, recipient, body, seal=self._seal(seal), request=request)
-        return self._sent(sent)
+            call = workflows.start_call(kind, recipient, body, seal=self._seal(seal), request=request)
+        return self._run(call)
 
     @control_rpc(expected_exceptions=CALLER_ERRORS)
     def answer(self, message_id, kind, body, seal=None, request_id=None):
         """Answer a message this node holds, to its other party."""
-        return self._sent(workflows.reply(self.context(), message_id, kind, body, seal=self._seal(seal),
-                                          request=self._request("answer", request_id)))
+        return self._run(workflows.reply_call(self.context(), message_id, kind, body, seal=self._seal(seal),
+                                              request=self._request("answer", request_id)))
 
     @control_rpc(expected_exceptions=CALLER_ERRORS)
     def close_referral(self, referral_id, recipient, body, seal=None, request_id=None):
         """Close a referral; the body must give the reason (撤销和关闭必须注明原因)."""
-        return self._sent(workflows.follow_up(self.context(), referral_id, CLOSURE, body, [recipient],
-                                              seal=self._seal(seal),
-                                              request=self._request("close_referral", request_id)))
+        return self._run(workflows.follow_up_call(self.context(), referral_id, CLOSURE, body, [recipient],
+                                                  seal=self._seal(seal),
+                                                  request=self._request("close_referral", request_id)))
 
     @control_rpc(expected_exceptions=CALLER_ERRORS)
     def withdraw(self, referral_id, recipient, body, seal=None, request_id=None):
         """Withdraw what this node sent; the body must give the reason."""
-        return self._sent(workflows.follow_up(self.context(), referral_id, WITHDRAWAL, body, [recipient],
-                                              seal=self._seal(seal),
-                                              request=self._request("withdraw", request_id)))
+        return self._run(workflows.follow_up_call(self.context(), referral_id, WITHDRAWAL, body, [recipient],
+                                                  seal=self._seal(seal),
+                                                  request=self._request("withdraw", request_id)))
 
     # -- views ----------------------------------------------------------------------------------
     @control_rpc

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from eventlet.semaphore import Semaphore
@@ -12,27 +13,20 @@ from nameko.extensions import DependencyProvider
 from adapters.storage.store import Store
 from adapters.transport.publisher import EnvelopePublisher
 from adapters.transport.topology import check_provisioned
+from services import bootstrap
 from services import config as c
 from services import settings
-from services.handlers.context import DeliveryPolicy
+from services.bootstrap import utc_now
 from services.handlers.relay_lease import RelayLease
-from services.protocol.compose import Composer
-from services.protocol.verify import Verifier
 
 from .entrypoints import BUS_CONNECTION_KEY, BUS_USER_KEY, CALL_ID_KEY
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class NodeDatabase(DependencyProvider):
     """The node's own database (never shared with another agency)."""
 
     def setup(self):
-        url = c.database_url(self.container.config, self.container.service_name)
-        self.store = Store(url)
-        self.store.create_schema()
+        self.store = bootstrap.open_store(self.container.config, self.container.service_name)
 
     def stop(self):
         self.store.dispose()
@@ -67,27 +61,14 @@ class ShiftedClock:
         self.offset += delta
 
 
-@dataclass(frozen=True)
-class ProtocolApi:
-    agency: str
-    composer: Composer
-    verifier: Verifier
-    policy: DeliveryPolicy
-    seal_by_default: bool
-
-
 class NodeProtocol(DependencyProvider):
     """Signing, sealing and verification for this agency. Workers get a composer holding a
     Signer, never the private key itself."""
 
     def setup(self):
-        config = self.container.config
-        agency = self.container.service_name
-        composer, verifier = settings.protocol_for(config, agency, clock=utc_now)
-        self.api = ProtocolApi(agency, composer, verifier, settings.delivery_policy(config),
-                               bool(config[c.DELIVERY][c.SEAL_BODIES]))
+        self.api = bootstrap.node_parts(self.container.config, self.container.service_name)
 
-    def get_dependency(self, worker_ctx) -> ProtocolApi:
+    def get_dependency(self, worker_ctx) -> bootstrap.NodeParts:
         return self.api
 
 
@@ -99,10 +80,30 @@ class TransportApi:
     # ... and one process at a time per node (a second one waits as a standby).
     lease: RelayLease
     backlogged: Callable[[str], bool]     # agency -> its queue holds messages not yet taken
+    # Message ids this process published first, lately (so a just-committed message the
+    # timer's relay took meanwhile is not published a second time).
+    published: "RecentIds"
 
     @property
     def publish(self) -> Callable[[bytes, str], None]:
         return self.publisher.publish
+
+
+class RecentIds:
+    """The last ``size`` ids added, for membership tests."""
+
+    def __init__(self, size: int = 20_000):
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, ids) -> None:
+        for message_id in ids:
+            self._ids[message_id] = None
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._ids
 
 
 class NodeTransport(DependencyProvider):
@@ -117,7 +118,7 @@ class NodeTransport(DependencyProvider):
         check_provisioned(bus_uri, self.topology, self.container.service_name)
         self.publisher = EnvelopePublisher(bus_uri, self.topology, config[BUS_USER_KEY])
         lease = RelayLease(timedelta(seconds=float(config[c.DELIVERY].get(c.LEASE_SECONDS, 10))))
-        self.api = TransportApi(self.publisher, Semaphore(), lease, self._backlogged)
+        self.api = TransportApi(self.publisher, Semaphore(), lease, self._backlogged, RecentIds())
 
     def _backlogged(self, agency: str) -> bool:
         """Whether ``agency``'s queue holds ready messages (unknown counts as no)."""

@@ -16,13 +16,17 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+import eventlet
 from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
 
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
-from nameko.rpc import Rpc, RpcConsumer
+from nameko.amqp.publish import Publisher
+from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, LOGIN_METHOD_CONFIG_KEY,
+                              NON_PERSISTENT, SERIALIZER_CONFIG_KEY)
+from nameko.rpc import Responder, Rpc, RpcConsumer, get_rpc_exchange
 from nameko.utils import sanitize_url
 
 from services.handlers.receiving import Delivery
@@ -110,6 +114,8 @@ class EnvelopeConsumer(Entrypoint):
     def _take_batches(self):
         while True:
             batch = [self._waiting.get()]
+            # Let the consumer read what else has arrived meanwhile, so it joins this batch.
+            eventlet.sleep(0)
             while len(batch) < self.batch_size:
                 try:
                     batch.append(self._waiting.get_nowait())
@@ -169,16 +175,30 @@ def _ack_up_to(message) -> None:
 consume_envelopes = EnvelopeConsumer.decorator
 
 
+class _ReplyResponder(Responder):
+    """Replies go without publisher confirms and unpersisted: a lost reply only makes the
+    caller time out and call again, which the request id makes harmless; waiting for the
+    broker to confirm every reply would cost each call a round trip."""
+
+    publisher_cls = partial(Publisher, use_confirms=False, delivery_mode=NON_PERSISTENT)
+
+
 class ResilientRpcConsumer(RpcConsumer):
     def handle_result(self, message, result, exc_info):
+        config = self.container.config
+        responder = _ReplyResponder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+                                    config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
+                                    ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
         try:
-            return super().handle_result(message, result, exc_info)
+            result, exc_info = responder.send_response(result, exc_info)
         except Exception:  # the broker cannot take the reply now
             log.warning("could not publish the reply to %s; the request stays unacked and is answered "
                         "from its stored result when the broker redelivers it",
                         message.delivery_info.get("routing_key"), exc_info=True)
             self.requeue_message(message)
             return result, exc_info
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
 
 
 class ControlRpc(Rpc):

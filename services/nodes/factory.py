@@ -21,23 +21,24 @@ def _role_method(action: Action):
     if action.mode == REFER:
         def method(self, body, recipient=None, seal=None, request_id=None):
             recipient = recipient or action.recipients[0]
-            return self._sent(workflows.refer_clue(self.context(), body, recipient, seal=self._seal(seal),
-                                                   request=self._request(action.name, request_id)))
+            return self._run(workflows.refer_clue_call(body, recipient, seal=self._seal(seal),
+                                                       request=self._request(action.name, request_id)))
     elif action.mode == START:
         def method(self, body, recipient=None, seal=None, request_id=None):
             recipient = recipient or action.recipients[0]
-            return self._sent(workflows.start(self.context(), action.kind, recipient, body, seal=self._seal(seal),
-                                              request=self._request(action.name, request_id)))
+            return self._run(workflows.start_call(action.kind, recipient, body, seal=self._seal(seal),
+                                                  request=self._request(action.name, request_id)))
     elif action.mode == REPLY:
         def method(self, message_id, body, seal=None, request_id=None):
-            return self._sent(workflows.reply(self.context(), message_id, action.kind, body, seal=self._seal(seal),
-                                              request=self._request(action.name, request_id)))
+            return self._run(workflows.reply_call(self.context(), message_id, action.kind, body,
+                                                  seal=self._seal(seal),
+                                                  request=self._request(action.name, request_id)))
     elif action.mode == FOLLOW_UP:
         def method(self, referral_id, body, recipients=None, in_reply_to=None, seal=None, request_id=None):
-            return self._sent(workflows.follow_up(self.context(), referral_id, action.kind, body,
-                                                  recipients or action.default_recipients(body),
-                                                  in_reply_to=in_reply_to, seal=self._seal(seal),
-                                                  request=self._request(action.name, request_id)))
+            return self._run(workflows.follow_up_call(self.context(), referral_id, action.kind, body,
+                                                      recipients or action.default_recipients(body),
+                                                      in_reply_to=in_reply_to, seal=self._seal(seal),
+                                                      request=self._request(action.name, request_id)))
     else:  # pragma: no cover - the table is checked by tests
         raise ValueError(f"unknown action mode {action.mode!r}")
     method.__name__ = action.name
@@ -53,8 +54,7 @@ def _many_method(action: Action):
         items = [workflows.ClueItem(clue["body"], clue.get("recipient") or action.recipients[0],
                                     self._request(action.name, clue.get("request_id")) if clue.get("request_id")
                                     else None) for clue in clues]
-        results = workflows.refer_clues(self.context(), items, seal=self._seal(seal))
-        return self._sent_many(results)
+        return self._run_many(workflows.clue_calls(items, seal=self._seal(seal)))
     method.__name__ = f"{action.name}s"
     method.__doc__ = _many_method.__doc__
     return control_rpc(expected_exceptions=CALLER_ERRORS)(method)

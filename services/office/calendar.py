@@ -44,6 +44,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from services.protocol.rules import CALENDAR_INVALID
+
 DAYS = "days"
 HOURS = "hours"
 UNITS = (HOURS, DAYS)
@@ -59,7 +61,7 @@ _SATURDAY = 5
 class CalendarError(Exception):
     """A bad calendar file or bad arguments (naive datetime, unknown unit, negative limit...)."""
 
-    rule = "calendar.invalid"
+    rule = CALENDAR_INVALID
 
 
 def _as_date(value, where: str) -> date:

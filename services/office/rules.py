@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from schemas.registry import KINDS
+from services.protocol.rules import DEADLINE_RULE_INVALID
 
 RECIPIENT = "recipient"
 SENDER = "sender"
@@ -17,7 +18,7 @@ UNITS = ("hours", "days")
 
 
 class RuleError(Exception):
-    rule = "deadline_rule.invalid"
+    rule = DEADLINE_RULE_INVALID
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Mapping
@@ -18,58 +17,28 @@ from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from adapters.crypto.timestamps import format_timestamp, parse_timestamp
-from adapters.storage.office_tables import OfficeBase
 from services import config as c
+from services import bootstrap
 from services import settings
-from services.handlers.context import NodeContext
 from services.nodes.base import REQUEUE_PAUSE_SECONDS, AgencyNode
 from services.nodes.dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
 from services.nodes.entrypoints import consume_envelopes, control_rpc
 
 from . import dashboard, handlers
-from .calendar import Calendar
 from .login import LoginApi, login_api
-from .rules import load_rules
-from .tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 OFFICE_NAME = "联席会议办公室 Joint-Meeting Office"
 
 
-class OfficeDatabase(NodeDatabase):
-    """The office's database: a node's tables (its urges go through the same outbox) plus
-    observed metadata and deadline steps."""
-
-    def setup(self):
-        super().setup()
-        OfficeBase.metadata.create_all(self.store.engine)
-
-
-@dataclass(frozen=True)
-class OfficeRulesApi:
-    tracker: Tracker
-    warn_before: timedelta
-    escalate_after: timedelta
-
-
-def office_rules(config: Mapping) -> OfficeRulesApi:
-    office = config[c.OFFICE]
-    calendar = Calendar.from_yaml(office.get(c.CALENDAR_FILE) or None)
-    if office.get(c.TIMEZONE) and office[c.TIMEZONE] != calendar.timezone:
-        calendar = Calendar(calendar.holidays, calendar.workdays, office[c.TIMEZONE])
-    return OfficeRulesApi(Tracker(load_rules(office[c.DEADLINES]), calendar),
-                          timedelta(hours=float(office[c.WARN_BEFORE_HOURS])),
-                          timedelta(hours=float(office[c.ESCALATE_AFTER_HOURS])))
-
-
 class OfficeRules(DependencyProvider):
     """Deadline rules and the holiday calendar, from the configuration."""
 
     def setup(self):
-        self.api = office_rules(self.container.config)
+        self.api = bootstrap.office_rules(self.container.config)
 
-    def get_dependency(self, worker_ctx) -> OfficeRulesApi:
+    def get_dependency(self, worker_ctx) -> bootstrap.OfficeRules:
         return self.api
 
 
@@ -112,7 +81,7 @@ def _html(text: str, status: int = 200) -> Response:
 class JointOfficeBase:
     name = "joint_office"
 
-    store = OfficeDatabase()
+    store = NodeDatabase()  # the node's tables (urges use the same outbox) and the office's
     protocol = NodeProtocol()
     transport = NodeTransport()
     clock = Clock()
@@ -123,10 +92,8 @@ class JointOfficeBase:
     flush_outbox = AgencyNode.flush_outbox
 
     def context(self) -> handlers.OfficeContext:
-        p = self.protocol
-        node = NodeContext(p.agency, self.store, p.composer, p.verifier, self.clock, p.policy, p.seal_by_default)
-        return handlers.OfficeContext(node, self.rules.tracker, self.rules.warn_before,
-                                      self.rules.escalate_after, list(self.agencies))
+        node = bootstrap.node_context(self.protocol, self.store, self.clock)
+        return bootstrap.office_context_for(node, self.rules, self.agencies)
 
     def handle_traffic(self, deliveries) -> list[dict | None]:
         """One result per delivery; None for one that could not be stored (requeued)."""

@@ -14,11 +14,12 @@ from adapters.crypto.sealing import BoxKey
 from adapters.crypto.signing import Signer
 from adapters.crypto.timestamps import format_timestamp
 from schemas.envelope import PLAIN, PROTOCOL, SEAL_ALGORITHM, SEALED, EnvelopeSchema
-from schemas.exceptions import EnvelopeInvalid, SchemaError
+from schemas.exceptions import SchemaError
 from schemas.facts import facts_of
 from schemas.registry import dump_body, latest_version, summarise_messages
 from schemas.routes import RouteTable
 
+from . import rules
 from .exceptions import ComposeError
 from .signing_input import body_sha256, message_sha256, signing_input
 
@@ -101,14 +102,14 @@ class Composer:
         # Never sign what every receiver would refuse (a referral id that is not a UUID, ...).
         problems = _ENVELOPE_SCHEMA.validate({**envelope, "signature": ""})
         if problems:
-            raise ComposeError(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(problems)}",
+            raise ComposeError(rules.ENVELOPE_INVALID, f"envelope is invalid: {summarise_messages(problems)}",
                                problems)
         envelope = sign_envelope(envelope, self.signer)
         return SignedMessage(encode(envelope), envelope, wire_body)
 
     def _seal(self, kind: str, wire_body: dict, recipient: str, at: datetime) -> dict:
         if self.box_key is None:
-            raise ComposeError("body.sealed", f"{self.agency} has no box key to seal with")
+            raise ComposeError(rules.BODY_SEALED, f"{self.agency} has no box key to seal with")
         try:
             recipient_key_id = self.keyring.current_key_id(recipient, X25519, at)
             recipient_key = self.keyring.records[recipient_key_id].public_key

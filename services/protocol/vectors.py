@@ -26,6 +26,7 @@ from schemas.facts import facts_of
 from schemas.registry import CLUE_TRANSFER, RECEIPT, dump_body
 from schemas.routes import RouteTable
 
+from . import rules
 from .compose import Composer, encode, sign_envelope
 from .signing_input import SIGNATURE_DOMAIN, body_sha256, message_sha256, signing_input, unsigned
 from .transport import CONTENT_TYPE
@@ -448,94 +449,94 @@ class _Builder:
 
         # Limits and JSON text (before authentication).
         self.bad("empty_message", "No bytes at all (an empty delivery).",
-                 b"", "message.empty", authenticated=False)
+                 b"", rules.MESSAGE_EMPTY, authenticated=False)
         limit = len(raw) - OVERSIZED_LIMIT_SLACK
         self.bad("oversized",
                  f"plain_clue_transfer's wire bytes ({len(raw)} bytes), received with a limit of "
                  f"{limit} bytes instead of 1 MiB: rejected on the raw length before parsing.",
-                 raw, "message.oversized", authenticated=False, max_message_bytes=limit)
+                 raw, rules.MESSAGE_OVERSIZED, authenticated=False, max_message_bytes=limit)
         self.bad("transport_content_type",
                  "plain_clue_transfer delivered by the bus with content type text/plain "
                  "(published by medical_security's bus account).",
-                 raw, "transport.content_type", authenticated=False,
+                 raw, rules.TRANSPORT_CONTENT_TYPE, authenticated=False,
                  transport=_transport(content_type="text/plain"))
         self.bad("transport_no_content_type",
                  "plain_clue_transfer delivered by the bus without a content type (published by "
                  "medical_security's bus account).",
-                 raw, "transport.content_type", authenticated=False,
+                 raw, rules.TRANSPORT_CONTENT_TYPE, authenticated=False,
                  transport=_transport(content_type=None))
         self.bad("byte_order_mark", "plain_clue_transfer preceded by a UTF-8 byte-order mark.",
-                 b"\xef\xbb\xbf" + raw, "json.malformed", authenticated=False)
+                 b"\xef\xbb\xbf" + raw, rules.JSON_MALFORMED, authenticated=False)
         title = clue["body"]["title"].encode("utf-8")
         self.bad("invalid_utf8",
                  "The first byte of the title's first character replaced by 0xff (not UTF-8).",
-                 _replace_once(raw, title, b"\xff" + title[1:]), "json.malformed",
+                 _replace_once(raw, title, b"\xff" + title[1:]), rules.JSON_MALFORMED,
                  authenticated=False)
         self.bad("lone_surrogate",
                  "The title starts with the escape \\ud800, a lone surrogate.",
-                 _replace_once(raw, title, b"\\ud800" + title), "json.malformed",
+                 _replace_once(raw, title, b"\\ud800" + title), rules.JSON_MALFORMED,
                  authenticated=False)
         self.bad("trailing_garbage", "plain_clue_transfer followed by a second JSON value.",
-                 raw + b"{}", "json.malformed", authenticated=False)
+                 raw + b"{}", rules.JSON_MALFORMED, authenticated=False)
         self.bad("duplicate_member",
                  "The member \"kind\" appears twice in the envelope (with the same value).",
                  _replace_once(raw, b'{"body"', b'{"kind":"clue_transfer","body"'),
-                 "json.duplicate_key", authenticated=False)
+                 rules.JSON_DUPLICATE_KEY, authenticated=False)
         amount = b'"amount_involved_fen":123456789'
         self.bad("float_in_body", "amount_involved_fen written 123456789.0.",
-                 _replace_once(raw, amount, amount + b".0"), "json.float", authenticated=False)
+                 _replace_once(raw, amount, amount + b".0"), rules.JSON_FLOAT, authenticated=False)
         self.bad("exponent_in_body", "amount_involved_fen written 123456789E0.",
-                 _replace_once(raw, amount, amount + b"E0"), "json.float", authenticated=False)
+                 _replace_once(raw, amount, amount + b"E0"), rules.JSON_FLOAT, authenticated=False)
         self.bad("nan_in_body", "amount_involved_fen written NaN (not JSON at all).",
-                 _replace_once(raw, amount, b'"amount_involved_fen":NaN'), "json.float",
+                 _replace_once(raw, amount, b'"amount_involved_fen":NaN'), rules.JSON_FLOAT,
                  authenticated=False)
         self.bad("integer_out_of_range", "amount_involved_fen is 2^53 = 9007199254740992.",
                  _replace_once(raw, amount, b'"amount_involved_fen":9007199254740992'),
-                 "json.integer_range", authenticated=False)
+                 rules.JSON_INTEGER_RANGE, authenticated=False)
         self.bad("not_an_object", "plain_clue_transfer wrapped in a JSON array.",
-                 b"[" + raw + b"]", "envelope.invalid", authenticated=False)
+                 b"[" + raw + b"]", rules.ENVELOPE_INVALID, authenticated=False)
 
         # Protocol and envelope shape (before authentication).
         self.bad("unsupported_protocol", "protocol is \"cluebus/2\" (validly signed).",
-                 self.resign({"protocol": "cluebus/2"}), "protocol.unsupported",
+                 self.resign({"protocol": "cluebus/2"}), rules.PROTOCOL_UNSUPPORTED,
                  authenticated=False)
         self.bad("protocol_missing",
                  "plain_clue_transfer without its protocol member: reported as "
                  "protocol.unsupported, since the protocol is checked before the other envelope "
                  "fields.",
                  encode({k: v for k, v in clue.items() if k != "protocol"}),
-                 "protocol.unsupported", authenticated=False)
+                 rules.PROTOCOL_UNSUPPORTED, authenticated=False)
         self.bad("missing_field",
                  "No in_reply_to member (validly signed). It is required even though it may be "
-                 "null.", self.resign(drop=("in_reply_to",)), "envelope.invalid",
+                 "null.", self.resign(drop=("in_reply_to",)), rules.ENVELOPE_INVALID,
                  authenticated=False)
         self.bad("unknown_field", "An extra envelope member \"priority\": 1 (validly signed).",
-                 self.resign({"priority": 1}), "envelope.invalid", authenticated=False)
+                 self.resign({"priority": 1}), rules.ENVELOPE_INVALID, authenticated=False)
         self.bad("uppercase_message_id", "message_id in uppercase (validly signed).",
-                 self.resign({"message_id": MSG_BAD.upper()}), "envelope.invalid",
+                 self.resign({"message_id": MSG_BAD.upper()}), rules.ENVELOPE_INVALID,
                  authenticated=False)
         self.bad("timestamp_with_offset",
                  "sent_at written 2026-11-24T17:00:00+08:00, the same instant as the valid "
                  "vector but not in the UTC Z form (validly signed).",
-                 self.resign({"sent_at": "2026-11-24T17:00:00+08:00"}), "envelope.invalid",
+                 self.resign({"sent_at": "2026-11-24T17:00:00+08:00"}), rules.ENVELOPE_INVALID,
                  authenticated=False)
         self.bad("schema_version_as_string", "schema_version is the string \"1\" (validly signed).",
-                 self.resign({"schema_version": "1"}), "envelope.invalid", authenticated=False)
+                 self.resign({"schema_version": "1"}), rules.ENVELOPE_INVALID, authenticated=False)
         self.bad("sender_equals_recipient",
                  "medical_security addresses a message to itself (validly signed).",
-                 self.resign({"recipient": "medical_security"}), "envelope.invalid",
+                 self.resign({"recipient": "medical_security"}), rules.ENVELOPE_INVALID,
                  authenticated=False, receiver="medical_security")
 
         # What the bus says about who published it (before authentication).
         self.bad("transport_sender_mismatch",
                  "plain_clue_transfer (sender medical_security, validly signed) published on the "
                  "bus by procuratorate's bus account: a copy replayed by someone who received it.",
-                 raw, "transport.sender_mismatch", authenticated=False,
+                 raw, rules.TRANSPORT_SENDER_MISMATCH, authenticated=False,
                  transport=_transport(publisher="procuratorate"))
         self.bad("transport_no_publisher",
                  "plain_clue_transfer delivered by the bus without a user_id naming an agency's "
                  "bus account (publisher null).",
-                 raw, "transport.sender_mismatch", authenticated=False,
+                 raw, rules.TRANSPORT_SENDER_MISMATCH, authenticated=False,
                  transport=_transport(publisher=None))
 
         # Keys and signature (before authentication).
@@ -543,72 +544,72 @@ class _Builder:
                  "plain_clue_transfer with one bit flipped in the body (clue_no YB-2026-0001 "
                  "becomes YB-2026-0000).",
                  _flip_low_bit(raw, b'"YB-2026-0001"', len('"YB-2026-000')),
-                 "signature.invalid", authenticated=False)
+                 rules.SIGNATURE_INVALID, authenticated=False)
         self.bad("metadata_byte_flipped",
                  "plain_clue_transfer with one bit flipped in referral_id (its last hex digit 1 "
                  "becomes 0).",
                  _flip_low_bit(raw, REFERRAL_PLAIN.encode(), len(REFERRAL_PLAIN) - 1),
-                 "signature.invalid", authenticated=False)
+                 rules.SIGNATURE_INVALID, authenticated=False)
         self.bad("wrong_key",
                  "Names medical_security's Ed25519 key but is signed with public_security's.",
                  self.resign(signer=Signer(ms.code, ms.material.signing_key_id,
                                            ps.material.signing_seed)),
-                 "signature.invalid", authenticated=False)
+                 rules.SIGNATURE_INVALID, authenticated=False)
         self.bad("signed_without_prefix",
                  "Signed over the canonical bytes alone, without the domain-separation prefix.",
                  self._signed_over(lambda env: canonical_bytes(env)),
-                 "signature.invalid", authenticated=False)
+                 rules.SIGNATURE_INVALID, authenticated=False)
         self.bad("signed_over_non_canonical_json",
                  "Signed over the prefix and sorted but indented JSON instead of RFC 8785 bytes.",
                  self._signed_over(lambda env: signing_input(env)[:-len(canonical_bytes(env))]
                                    + json.dumps(env, sort_keys=True, indent=1,
                                                 ensure_ascii=False).encode("utf-8")),
-                 "signature.invalid", authenticated=False)
+                 rules.SIGNATURE_INVALID, authenticated=False)
         unknown_key_id = "medical_security:ed25519:" + "00" * 16
         self.bad("unknown_key_id", f"sender_key_id {unknown_key_id} is not in the keyring.",
-                 self.resign({"sender_key_id": unknown_key_id}), "key.unknown",
+                 self.resign({"sender_key_id": unknown_key_id}), rules.KEY_UNKNOWN,
                  authenticated=False)
         self.bad("key_of_other_agency",
                  "sender is medical_security, sender_key_id is public_security's Ed25519 key "
                  "(and the message is signed with it).",
                  self.resign({"sender_key_id": ps.material.signing_key_id}, signer=ps.signer),
-                 "key.agency_mismatch", authenticated=False)
+                 rules.KEY_AGENCY_MISMATCH, authenticated=False)
         self.bad("key_of_wrong_algorithm",
                  "sender_key_id is medical_security's X25519 key, not its Ed25519 key.",
-                 self.resign({"sender_key_id": ms.material.box_key_id}), "key.purpose_mismatch",
+                 self.resign({"sender_key_id": ms.material.box_key_id}), rules.KEY_PURPOSE_MISMATCH,
                  authenticated=False)
         revoked = Keyring(dict(self.keyring.records))
         revoked.revoke(ms.material.signing_key_id)
         self.bad("revoked_key",
                  "plain_clue_transfer verified against a keyring in which medical_security's "
                  "Ed25519 key is revoked.",
-                 raw, "key.revoked", authenticated=False, keyring=revoked.to_json(),
+                 raw, rules.KEY_REVOKED, authenticated=False, keyring=revoked.to_json(),
                  verify_at=SENT_CLUE)
         self.bad("expired_key",
                  f"sent_at is {KEYS_VALID_UNTIL}, exactly the key's valid_until (validly "
                  "signed; valid_until is exclusive).",
-                 self.resign({"sent_at": KEYS_VALID_UNTIL}), "key.expired",
+                 self.resign({"sent_at": KEYS_VALID_UNTIL}), rules.KEY_EXPIRED,
                  authenticated=False, verify_at=KEYS_VALID_UNTIL)
         early = _plus(KEYS_VALID_FROM, -1)
         self.bad("key_not_yet_valid",
                  f"sent_at is {early}, one second before the key's valid_from (validly signed).",
-                 self.resign({"sent_at": early}), "key.not_yet_valid", authenticated=False,
+                 self.resign({"sent_at": early}), rules.KEY_NOT_YET_VALID, authenticated=False,
                  verify_at=early)
         signature = clue["signature"]
         self.bad("signature_truncated",
                  "The signature's last 4 base64 characters removed (63 bytes remain).",
-                 _replace_signature(raw, clue, signature[:-4]), "signature.malformed",
+                 _replace_signature(raw, clue, signature[:-4]), rules.SIGNATURE_MALFORMED,
                  authenticated=False)
         self.bad("signature_non_canonical_base64",
                  "The signature with non-zero unused bits in its last base64 character: it "
                  "decodes to the same 64 bytes but is not canonical base64.",
                  _replace_signature(raw, clue, _non_canonical_base64(signature)),
-                 "signature.malformed", authenticated=False)
+                 rules.SIGNATURE_MALFORMED, authenticated=False)
         self.bad("signature_base64url",
                  "The signature in the URL-safe base64 alphabet without padding.",
                  _replace_signature(raw, clue, base64.urlsafe_b64encode(
                      base64.b64decode(signature)).decode("ascii").rstrip("=")),
-                 "signature.malformed", authenticated=False)
+                 rules.SIGNATURE_MALFORMED, authenticated=False)
 
         # After authentication: answered with a rejection receipt.
         self.bad("body_hash_mismatch",
@@ -616,7 +617,7 @@ class _Builder:
                  "changed).",
                  self.resign({"body_sha256": body_sha256(
                      dict(clue["body"], amount_involved_fen=123456780))}, rehash=False),
-                 "body.hash_mismatch", authenticated=True)
+                 rules.BODY_HASH_MISMATCH, authenticated=True)
         outsider = self.outsider
         with_outsider = Keyring(dict(self.keyring.records))
         for record in outsider.material.public_records(_ts(KEYS_VALID_FROM), _ts(KEYS_VALID_UNTIL)):
@@ -627,32 +628,32 @@ class _Builder:
                  self.resign({"sender": outsider.code,
                               "sender_key_id": outsider.material.signing_key_id},
                              signer=outsider.signer),
-                 "agency.unknown", authenticated=True, keyring=with_outsider.to_json())
+                 rules.AGENCY_UNKNOWN, authenticated=True, keyring=with_outsider.to_json())
         self.bad("unknown_kind", "kind is \"tip_off\", which no schema defines (validly signed).",
-                 self.resign({"kind": "tip_off"}), "kind.unknown", authenticated=True)
+                 self.resign({"kind": "tip_off"}), rules.KIND_UNKNOWN, authenticated=True)
         self.bad("unknown_version", "clue_transfer with schema_version 2 (validly signed).",
-                 self.resign({"schema_version": 2}), "kind.version_unknown", authenticated=True)
+                 self.resign({"schema_version": 2}), rules.KIND_VERSION_UNKNOWN, authenticated=True)
         self.bad("forbidden_route",
                  "A clue_transfer from medical_security to court, which the route table does not "
                  "allow (validly signed).",
-                 self.resign({"recipient": "court"}), "route.forbidden", authenticated=True,
+                 self.resign({"recipient": "court"}), rules.ROUTE_FORBIDDEN, authenticated=True,
                  receiver="court")
         self.bad("recipient_mismatch",
                  "plain_clue_transfer (addressed to public_security) received by health, which "
                  "expects messages addressed to itself.",
-                 raw, "recipient.mismatch", authenticated=True, receiver="health",
+                 raw, rules.RECIPIENT_MISMATCH, authenticated=True, receiver="health",
                  expected_recipient="health")
         self.bad("clock_skew",
                  "plain_clue_transfer verified 301 s after its sent_at (the limit is 300 s).",
-                 raw, "clock.skew", authenticated=True, verify_at=_plus(SENT_CLUE, 301))
+                 raw, rules.CLOCK_SKEW, authenticated=True, verify_at=_plus(SENT_CLUE, 301))
         self.bad("clock_skew_future",
                  "plain_clue_transfer verified 301 s before its sent_at.",
-                 raw, "clock.skew", authenticated=True, verify_at=_plus(SENT_CLUE, -301))
+                 raw, rules.CLOCK_SKEW, authenticated=True, verify_at=_plus(SENT_CLUE, -301))
         body = dict(clue["body"])
         del body["approved_by"]
         self.bad("body_invalid",
                  "Validly signed clue_transfer whose body lacks the required approved_by.",
-                 self.resign({"body": body}), "body.invalid", authenticated=True)
+                 self.resign({"body": body}), rules.BODY_INVALID, authenticated=True)
         self._sealed_invalid()
 
     def _signed_over(self, make_input: Callable[[dict], bytes]) -> bytes:
@@ -670,7 +671,7 @@ class _Builder:
                  "sealed_clue_transfer with one bit of the ciphertext flipped, then re-hashed and "
                  "validly re-signed: the box does not open.",
                  self.resign({"body": tampered}, signer=sender.signer, base=base),
-                 "body.sealed", authenticated=True, verify_at=SENT_SEALED)
+                 rules.BODY_SEALED, authenticated=True, verify_at=SENT_SEALED)
 
         pretty = json.dumps(self.sealed_plain, ensure_ascii=False, indent=1).encode("utf-8")
         nonce_b64, ciphertext_b64 = sender.box_key.seal(pretty, recipient.material.box_public,
@@ -681,14 +682,14 @@ class _Builder:
                  self.resign({"body": dict(base["body"], nonce=nonce_b64,
                                            ciphertext=ciphertext_b64)},
                              signer=sender.signer, base=base),
-                 "body.sealed", authenticated=True, verify_at=SENT_SEALED)
+                 rules.BODY_SEALED, authenticated=True, verify_at=SENT_SEALED)
         self.bad("sealed_wrong_sender_box_key",
                  "sender_box_key_id names public_security's X25519 key, not the sender's "
                  "(validly signed).",
                  self.resign({"body": dict(base["body"],
                                            sender_box_key_id=recipient.material.box_key_id)},
                              signer=sender.signer, base=base),
-                 "key.agency_mismatch", authenticated=True, verify_at=SENT_SEALED)
+                 rules.KEY_AGENCY_MISMATCH, authenticated=True, verify_at=SENT_SEALED)
         self._sealed_facts_invalid()
 
     def _sealed_facts_invalid(self) -> None:
@@ -706,22 +707,22 @@ class _Builder:
                  f"{amount // 10} while the sealed body says {amount} (re-hashed and validly "
                  "re-signed): the recipient finds it on opening the body.",
                  with_facts(dict(facts, amount_involved_fen=amount // 10)),
-                 "body.facts_mismatch", authenticated=True, verify_at=SENT_SEALED_FACTS)
+                 rules.BODY_FACTS_MISMATCH, authenticated=True, verify_at=SENT_SEALED_FACTS)
         self.bad("sealed_facts_left_out",
                  "sealed_clue_transfer_with_facts whose facts leave out approved_at, which the "
                  "sealed body has (re-hashed and validly re-signed).",
                  with_facts({k: v for k, v in facts.items() if k != "approved_at"}),
-                 "body.facts_mismatch", authenticated=True, verify_at=SENT_SEALED_FACTS)
+                 rules.BODY_FACTS_MISMATCH, authenticated=True, verify_at=SENT_SEALED_FACTS)
         self.bad("sealed_facts_not_of_the_kind",
                  "sealed_clue_transfer_with_facts whose facts also carry the body's title, which "
                  "is not a fact of clue_transfer (re-hashed and validly re-signed).",
                  with_facts(dict(facts, title=_sealed_clue_body()["title"])),
-                 "envelope.invalid", authenticated=False, verify_at=SENT_SEALED_FACTS)
+                 rules.ENVELOPE_INVALID, authenticated=False, verify_at=SENT_SEALED_FACTS)
         self.bad("sealed_facts_not_scalar",
                  "sealed_clue_transfer_with_facts whose fact category is a list "
                  "[\"suspected_crime\"], not a string (re-hashed and validly re-signed).",
                  with_facts(dict(facts, category=[facts["category"]])),
-                 "envelope.invalid", authenticated=False, verify_at=SENT_SEALED_FACTS)
+                 rules.ENVELOPE_INVALID, authenticated=False, verify_at=SENT_SEALED_FACTS)
 
     def document(self) -> dict:
         self.build_valid()

@@ -18,11 +18,12 @@ from adapters.crypto.keys import ED25519, X25519, Keyring
 from adapters.crypto.sealing import BoxKey
 from adapters.crypto.signing import verify_signature
 from schemas.envelope import PROTOCOL, SEALED, EnvelopeSchema
-from schemas.exceptions import (EnvelopeInvalid, SchemaError, UnknownAgency, UnsupportedProtocol)
+from schemas.exceptions import SchemaError
 from schemas.facts import facts_of
 from schemas.registry import body_schema, load_body, summarise_messages
 from schemas.routes import RouteTable
 
+from . import rules
 from .exceptions import Rejection
 from .signing_input import body_sha256, message_sha256, signing_input
 from .transport import CONTENT_TYPE, TransportFacts
@@ -100,13 +101,13 @@ class Verifier:
     def _parse(self, raw: bytes, transport: TransportFacts | None) -> tuple[dict, datetime]:
         """The envelope as sent (wire values, which the signature covers) and its sent_at."""
         if not raw:
-            raise Rejection("message.empty", "the message has no bytes", authenticated=False)
+            raise Rejection(rules.MESSAGE_EMPTY, "the message has no bytes", authenticated=False)
         if len(raw) > self.max_message_bytes:
-            raise Rejection("message.oversized",
+            raise Rejection(rules.MESSAGE_OVERSIZED,
                             f"message is {len(raw)} bytes; the limit is {self.max_message_bytes}",
                             authenticated=False)
         if transport is not None and transport.content_type != CONTENT_TYPE:
-            raise Rejection("transport.content_type",
+            raise Rejection(rules.TRANSPORT_CONTENT_TYPE,
                             f"content type {transport.content_type!r} is not {CONTENT_TYPE!r}",
                             authenticated=False)
         try:
@@ -114,21 +115,21 @@ class Verifier:
         except CryptoError as exc:
             raise Rejection.from_error(exc, authenticated=False) from None
         if not isinstance(envelope, dict):
-            raise Rejection(EnvelopeInvalid.rule, "a message must be a JSON object", authenticated=False)
+            raise Rejection(rules.ENVELOPE_INVALID, "a message must be a JSON object", authenticated=False)
         if envelope.get("protocol") != PROTOCOL:
-            raise Rejection(UnsupportedProtocol.rule,
+            raise Rejection(rules.PROTOCOL_UNSUPPORTED,
                             f"protocol {envelope.get('protocol')!r} is not supported (expected {PROTOCOL!r})",
                             authenticated=False)
         try:
             loaded = _ENVELOPE_SCHEMA.load(envelope)
         except ValidationError as exc:
-            raise Rejection(EnvelopeInvalid.rule, f"envelope is invalid: {summarise_messages(exc.messages)}",
+            raise Rejection(rules.ENVELOPE_INVALID, f"envelope is invalid: {summarise_messages(exc.messages)}",
                             authenticated=False, messages=exc.messages) from None
         if transport is not None and transport.publisher != envelope["sender"]:
             # The broker checked who published it (AMQP user_id); a signature alone could be a
             # copy of another agency's message, replayed by whoever holds it.
             by = f"{transport.user_id!r}" if transport.user_id else "no user_id"
-            raise Rejection("transport.sender_mismatch",
+            raise Rejection(rules.TRANSPORT_SENDER_MISMATCH,
                             f"sender {envelope['sender']} but published by {by}"
                             f"{'' if transport.publisher is None else ' (' + transport.publisher + ')'}",
                             authenticated=False)
@@ -148,28 +149,28 @@ class Verifier:
             return Rejection(rule, detail, authenticated=True, messages=messages)
 
         if body_sha256(envelope["body"]) != envelope["body_sha256"]:
-            raise reject("body.hash_mismatch", "body_sha256 does not match the body")
+            raise reject(rules.BODY_HASH_MISMATCH, "body_sha256 does not match the body")
         for role in ("sender", "recipient"):
             if envelope[role] not in self.agencies:
-                raise reject(UnknownAgency.rule, f"{role} {envelope[role]!r} is not a configured agency")
+                raise reject(rules.AGENCY_UNKNOWN, f"{role} {envelope[role]!r} is not a configured agency")
         try:
             body_schema(envelope["kind"], envelope["schema_version"])
             self.routes.check(envelope["kind"], envelope["sender"], envelope["recipient"])
         except SchemaError as exc:
             raise reject(exc.rule, exc.detail) from None
         if expected_recipient is not None and envelope["recipient"] != expected_recipient:
-            raise reject("recipient.mismatch",
+            raise reject(rules.RECIPIENT_MISMATCH,
                          f"message is addressed to {envelope['recipient']}, not {expected_recipient}")
 
     def _check_freshness(self, sent_at: datetime, now: datetime) -> None:
         offset = (sent_at - now).total_seconds()
         if offset > self.clock_skew.total_seconds():
-            raise Rejection("clock.skew",
+            raise Rejection(rules.CLOCK_SKEW,
                             f"sent_at is {int(offset)} s ahead of the receiver's clock; "
                             f"at most {int(self.clock_skew.total_seconds())} s allowed",
                             authenticated=True)
         if -offset > self.max_age.total_seconds():
-            raise Rejection("clock.skew",
+            raise Rejection(rules.CLOCK_SKEW,
                             f"sent_at is {int(-offset)} s behind the receiver's clock; "
                             f"at most {int(self.max_age.total_seconds())} s allowed",
                             authenticated=True)
@@ -189,7 +190,7 @@ class Verifier:
             expected = facts_of(envelope["kind"], body)
             # Compared as JSON values (true is not 1): by their canonical bytes.
             if canonical_bytes(envelope["body"]["facts"]) != canonical_bytes(expected):
-                raise Rejection("body.facts_mismatch",
+                raise Rejection(rules.BODY_FACTS_MISMATCH,
                                 f"the sealed body's facts {envelope['body']['facts']} are not the body's "
                                 f"{expected}", authenticated=True)
         return body, loaded
@@ -220,5 +221,5 @@ def _as_bytes(raw) -> bytes:
         return raw
     if isinstance(raw, (bytearray, memoryview)):
         return bytes(raw)
-    raise Rejection("message.not_bytes", f"a message is bytes, not {type(raw).__name__}",
+    raise Rejection(rules.MESSAGE_NOT_BYTES, f"a message is bytes, not {type(raw).__name__}",
                     authenticated=False)

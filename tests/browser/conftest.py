@@ -34,7 +34,7 @@ from services.office import handlers
 from services.office.accounts import accounts_file
 from services.office.service import OFFICE_NAME, build_office_service
 from services.nodes.factory import container_config
-from services.runner import office_context, offline_context
+from services.bootstrap import office_context, offline_context
 from tests.fixtures.keys import FakeClock
 
 CHROMIUM = "/usr/bin/chromium"

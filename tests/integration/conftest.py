@@ -23,7 +23,7 @@ from services.handlers.context import NodeContext
 from services.nodes.dependencies import utc_now
 from services.nodes.factory import build_node_service, container_config
 from services.office.service import build_office_service
-from services.runner import node_agencies, offline_context
+from services.bootstrap import node_agencies, offline_context
 from tests.fixtures.keys import FakeClock
 
 POSTGRES_ADMIN_URL = "postgresql+pg8000://postgres@127.0.0.1:5432/postgres"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -11,7 +12,7 @@ from typing import Iterator
 import eventlet
 import eventlet.event
 import eventlet.queue
-from kombu import Connection, Consumer
+from kombu import Connection, Consumer, Queue
 from nameko.amqp.publish import Publisher
 from sqlalchemy import func, select
 
@@ -107,6 +108,33 @@ def drain_queue(bus, queue: str) -> list:
             if message is None:
                 return messages
             messages.append(message)
+
+
+def take_from_queue(bus, queue: str, count: int, timeout: float = 10.0) -> list:
+    """Wait for ``count`` messages on ``queue`` (nobody else consuming it) and take them: a node
+    publishes what it committed just after the commit, so an answer can follow the handler's
+    return by a moment. Fails if fewer arrive within ``timeout``; takes no more than ``count``."""
+    messages: list = []
+    with Connection(bus.amqp_uri) as connection:
+        channel = connection.channel()
+        channel.basic_qos(0, count, False)
+
+        def taken(message):  # on_message: the raw message, not decoded by kombu
+            messages.append(message)
+            message.ack()
+
+        consumer = Consumer(channel, queues=[Queue(queue, no_declare=True)], on_message=taken, no_ack=False)
+        deadline = time.monotonic() + timeout
+        with consumer:
+            while len(messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{len(messages)} of {count} messages arrived on {queue} in {timeout}s")
+                try:
+                    connection.drain_events(timeout=remaining)
+                except TimeoutError:
+                    continue
+    return messages
 
 
 class LogEvent(logging.Handler):

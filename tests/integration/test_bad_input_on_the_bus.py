@@ -120,7 +120,7 @@ def test_forbidden_route_is_refused_by_the_broker_and_rejected_by_the_receiver(b
         assert repo.inbox_entry(envelope["message_id"]).outcome == "rejected"
 
     # The rejection receipt went out on the bus, signed by the police, bound to the bytes.
-    [delivered] = h.drain_queue(bus, h.queue_name(bus, "finance"))
+    [delivered] = h.take_from_queue(bus, h.queue_name(bus, "finance"), 1)
     verified = finance.verifier.verify(bytes(delivered.body), expected_recipient="finance")
     assert (verified.kind, verified.sender, verified.referral_id, verified.in_reply_to) == \
         (k.RECEIPT, POLICE, envelope["referral_id"], envelope["message_id"])

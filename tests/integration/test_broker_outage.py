@@ -84,15 +84,15 @@ def test_an_rpc_in_flight_when_the_broker_dies_is_answered_once_after_it_is_back
 
     # Hold the first refer_clue after its commit, before its reply: the broker dies then.
     committed, release = eventlet.event.Event(), eventlet.event.Event()
-    original = base.AgencyNode._sent
+    original = base.AgencyNode._run
 
-    def held(self, sent):
-        answer = original(self, sent)
+    def held(self, call):
+        answer = original(self, call)
         if not committed.ready():
             committed.send()
             release.wait()
         return answer
-    monkeypatch.setattr(base.AgencyNode, "_sent", held)
+    monkeypatch.setattr(base.AgencyNode, "_run", held)
 
     control = {"AMQP_URI": settings.control_uri(config, MEDICAL)}
     caller = eventlet.spawn(lambda: ClusterRpcProxy(control, timeout=120).start()[MEDICAL].refer_clue(

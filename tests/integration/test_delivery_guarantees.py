@@ -8,6 +8,8 @@ import dataclasses
 import uuid
 from datetime import timedelta
 
+import eventlet
+import eventlet.queue
 import pytest
 
 from adapters.storage.tables import (DONE, FAILED, INBOUND, OUTBOUND, PENDING, PUBLISHED, RECEIPTED,
@@ -15,6 +17,8 @@ from adapters.storage.tables import (DONE, FAILED, INBOUND, OUTBOUND, PENDING, P
 from adapters.transport.publisher import EnvelopePublisher
 from schemas import registry as k
 from services.handlers import relay, workflows
+from services.nodes import base
+from services.nodes.factory import build_node_service
 from tests.fixtures.bodies import sample_body
 from tests.integration import helpers as h
 
@@ -63,14 +67,14 @@ def test_duplicate_is_applied_once_and_gets_the_original_receipt_again(bus):
     with bus.waiter(POLICE, kind=k.CLUE_TRANSFER, status="accepted") as first:
         h.publish_raw(bus, transfer.raw, CLUE_KEY)
     receipt_id = first.get()["receipt_message_id"]
-    [original_receipt] = h.drain_queue(bus, h.queue_name(bus, MEDICAL))
+    [original_receipt] = h.take_from_queue(bus, h.queue_name(bus, MEDICAL), 1)
 
     with bus.waiter(POLICE, status="duplicate") as second:
         h.publish_raw(bus, transfer.raw, CLUE_KEY)
     outcome = second.get()
     assert (outcome["message_id"], outcome["receipt_message_id"]) == (transfer.message_id, receipt_id)
     # The very same receipt, byte for byte, published again.
-    [again] = h.drain_queue(bus, h.queue_name(bus, MEDICAL))
+    [again] = h.take_from_queue(bus, h.queue_name(bus, MEDICAL), 1)
     assert bytes(again.body) == bytes(original_receipt.body)
     verified = bus.context(MEDICAL).verifier.verify(bytes(again.body), expected_recipient=MEDICAL)
     assert (verified.message_id, verified.in_reply_to) == (receipt_id, transfer.message_id)
@@ -179,7 +183,7 @@ def test_message_resent_after_a_lost_receipt_is_applied_once(bus):
         report = relay.relay_due(offline, publisher.publish)
     assert report.published == [transfer.message_id]
     receipt_id = handled.get()["receipt_message_id"]
-    assert h.purge_queue(bus, h.queue_name(bus, MEDICAL)) == 1  # the receipt is lost
+    h.take_from_queue(bus, h.queue_name(bus, MEDICAL), 1)  # the receipt is lost
 
     bus.sync_clock()
     bus.start(MEDICAL, fake_clock=True)
@@ -219,7 +223,7 @@ def test_message_without_receipt_after_the_last_attempt_is_marked_failed(bus):
             return found
 
         assert (entry()["state"], entry()["attempts"]) == (PUBLISHED, 1)
-        taken += h.drain_queue(bus, police_queue)
+        taken += h.take_from_queue(bus, police_queue, 1)
         # Resend after the timeout, then after twice the timeout (backoff factor 2).
         for attempts, wait in ((2, RECEIPT_TIMEOUT), (3, RECEIPT_TIMEOUT * 2)):
             bus.clock.advance(seconds=wait.total_seconds() - 1)
@@ -228,7 +232,7 @@ def test_message_without_receipt_after_the_last_attempt_is_marked_failed(bus):
             bus.clock.advance(seconds=2)
             rpc.medical_security.relay_now()
             assert (entry()["state"], entry()["attempts"]) == (PUBLISHED, attempts)
-            taken += h.drain_queue(bus, police_queue)
+            taken += h.take_from_queue(bus, police_queue, 1)
         # After the third publication, the next timeout ends it.
         bus.clock.advance(seconds=(RECEIPT_TIMEOUT * 4).total_seconds() + 1)
         rpc.medical_security.relay_now()
@@ -295,3 +299,57 @@ def test_failed_delivery_says_no_receipt_came(bus):
         entry = repo.outbox_entry(transfer.message_id)
         assert entry.state == FAILED
         assert entry.last_error == f"no receipt after {MAX_ATTEMPTS} attempts"
+
+
+# -- (e) two processes for one agency --------------------------------------------------------------
+def test_a_second_process_for_the_same_agency_waits_as_a_standby(bus, monkeypatch):
+    """Two containers of the bureau's node (as two processes started by mistake, or a standby):
+    calls served by either are published once, by the one holding the relay lease, each
+    counted as one attempt; the police apply each message once; when the holder stops, the
+    standby takes over."""
+    handled = eventlet.queue.Queue()  # every outcome of either container's envelope batches
+    original = base.AgencyNode.handle_envelopes
+
+    def recorded(self, deliveries):
+        outcomes = original(self, deliveries)
+        for outcome in outcomes:
+            handled.put((self.protocol.agency, outcome))
+        return outcomes
+    monkeypatch.setattr(base.AgencyNode, "handle_envelopes", recorded)
+    served_by = []  # the relay lease holder (one per container) of each call served
+    run = base.AgencyNode._run
+
+    def serve(self, call):
+        served_by.append(self.transport.lease.holder)
+        return run(self, call)
+    monkeypatch.setattr(base.AgencyNode, "_run", serve)
+
+    def receipts_recorded(count: int) -> None:
+        with eventlet.Timeout(60, exception=AssertionError("not every receipt was recorded")):
+            seen = 0
+            while seen < count:
+                agency, outcome = handled.get()
+                seen += agency == MEDICAL and outcome is not None and outcome.get("status") == "receipt"
+
+    bus.start(POLICE, MEDICAL)
+    with bus.rpc() as rpc:
+        first = rpc.medical_security.refer_clue(clue(0))["messages"][0]["message_id"]
+        receipts_recorded(1)  # the first container published it: it holds the lease
+        standby = bus.container_factory(build_node_service(MEDICAL, bus.config), bus.nameko_config(MEDICAL))
+        standby.start()
+        # The control queue hands calls to both containers in turn.
+        ids = [rpc.medical_security.refer_clue(clue(n))["messages"][0]["message_id"] for n in range(1, 21)]
+        receipts_recorded(len(ids))
+        assert len(set(served_by)) == 2  # both containers served calls
+        assert_applied_once(bus, [first, *ids])
+        assert_receipted(bus, [first, *ids], attempts=1)
+        with h.db(bus, POLICE) as repo:
+            assert all(e.deliveries == 1 for e in repo.session.query(InboxEntry))
+        with h.db(bus, MEDICAL) as repo:
+            assert h.audit_events(repo, "delivery.resent") == []
+
+        bus.stop(MEDICAL)  # the lease holder stops cleanly and lets go of the lease
+        later = rpc.medical_security.refer_clue(clue(21))["messages"][0]["message_id"]
+        receipts_recorded(1)
+    assert_applied_once(bus, [first, *ids, later])
+    assert_receipted(bus, [later], attempts=1)

@@ -21,18 +21,15 @@ import pytest
 from sqlalchemy import select
 
 from adapters.crypto.timestamps import format_timestamp
-from adapters.storage.office_tables import OfficeBase, StepRow
+from adapters.storage.office_tables import StepRow
 from adapters.storage.store import Store
 from adapters.storage.tables import OUTBOUND, PENDING, RECEIPTED
-from services import config as c
-from services import settings
+from services import bootstrap
 from services.config import load_config
 from services.handlers import receiving, sending
 from services.handlers.context import NodeContext
 from services.office import handlers
 from services.office.handlers import OfficeContext
-from services.office.service import office_rules
-from services.runner import node_agencies
 from services.protocol.signing_input import message_sha256
 from tests.fixtures.bodies import resign, sample_body
 from tests.fixtures.keys import FIXED_NOW
@@ -47,20 +44,16 @@ ESCALATE_AFTER = timedelta(hours=72)
 
 
 def node_context(config, agency: str, clock, stores: list) -> NodeContext:
-    """Like services.runner.offline_context, on the test's clock."""
-    store = Store(c.database_url(config, agency))
-    store.create_schema()
+    """The CLI's wiring (services.bootstrap), on the test's clock."""
+    store = bootstrap.open_store(config, agency)
     stores.append(store)
-    composer, verifier = settings.protocol_for(config, agency, clock=clock)
-    return NodeContext(agency, store, composer, verifier, clock, settings.delivery_policy(config))
+    return bootstrap.offline_context(config, agency, clock=clock, store=store)
 
 
 def office_context(config, clock, stores: list) -> OfficeContext:
-    """Like services.runner.office_context, on the test's clock."""
-    node = node_context(config, OFFICE, clock, stores)
-    OfficeBase.metadata.create_all(node.store.engine)
-    rules = office_rules(config)
-    return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, node_agencies(config))
+    store = bootstrap.open_store(config, OFFICE)
+    stores.append(store)
+    return bootstrap.office_context(config, clock=clock, store=store)
 
 
 class Bus:
@@ -457,7 +450,7 @@ def test_a_step_late_at_the_procuratorate_itself_is_not_escalated_to_it(tmp_path
     from adapters.storage.office_tables import StepRow
     from services import config as c
     from services.office import handlers
-    from services.runner import office_context
+    from services.bootstrap import office_context
     from adapters.crypto.keys import initialise_key_directory
     from tests.fixtures.keys import FakeClock
 

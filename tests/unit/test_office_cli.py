@@ -28,18 +28,14 @@ from openpyxl import load_workbook
 from adapters.crypto.keys import initialise_key_directory
 from adapters.exporters.stats_csv import HEADERS
 from adapters.exporters.stats_xlsx import OVERDUE_SHEET, STATISTICS_SHEET
-from adapters.storage.office_tables import OfficeBase
-from adapters.storage.store import Store
+from services import bootstrap
 from services import config as c
 from services import settings
 from services.cli.main import main
 from services.config import agency_codes, load_config
-from services.handlers.context import NodeContext
 from services.office import handlers
-from services.office.handlers import OfficeContext
-from services.office.service import office_rules
 from services.office.stats import ADDITIVE_FIELDS
-from services.runner import node_agencies
+from services.bootstrap import node_agencies
 from tests.fixtures.bodies import sample_body
 from tests.fixtures.keys import FakeClock
 
@@ -77,14 +73,8 @@ class Observer:
 
     def __init__(self, config):
         self.clock = FakeClock(A_SENT)
-        self.store = Store(c.database_url(config, OFFICE))
-        self.store.create_schema()
-        OfficeBase.metadata.create_all(self.store.engine)
-        composer, verifier = settings.protocol_for(config, OFFICE, clock=self.clock)
-        rules = office_rules(config)
-        node = NodeContext(OFFICE, self.store, composer, verifier, self.clock, settings.delivery_policy(config))
-        self.office = OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after,
-                                    node_agencies(config))
+        self.store = bootstrap.open_store(config, OFFICE)
+        self.office = bootstrap.office_context(config, clock=self.clock, store=self.store)
         self.bureau, _ = settings.protocol_for(config, MS, clock=self.clock)
         self.police, _ = settings.protocol_for(config, PS, clock=self.clock)
 
