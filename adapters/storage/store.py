@@ -7,6 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import eventlet
+import eventlet.patcher
+from eventlet import tpool
+from eventlet.semaphore import Semaphore
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +45,11 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(connection):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+        if _green():
+            # The commit waits for fsync; sqlite3 would hold the whole process (every
+            # greenthread: RPC, publishing, confirms) meanwhile. Wait in an OS thread instead.
+            commit = engine.dialect.do_commit
+            engine.dialect.do_commit = lambda dbapi_connection: tpool.execute(commit, dbapi_connection)
         return engine
     _memoize_pg8000_paramstyle()
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
@@ -87,11 +96,54 @@ def _memoize_pg8000_paramstyle() -> None:
     legacy.convert_paramstyle = convert_paramstyle
 
 
+def _green() -> bool:
+    """Under eventlet (a running node), not in a plain process (the CLI)."""
+    return eventlet.patcher.is_monkey_patched("thread")
+
+
+class _WriterTurn:
+    """SQLite takes one writer at a time (every transaction here begins IMMEDIATE). Under
+    eventlet a second writer would wait inside sqlite3's busy handler, holding the whole
+    process; here it waits its turn as a greenthread. Re-entrant for the greenthread that
+    holds it."""
+
+    def __init__(self, timeout: float = 30.0):
+        self._semaphore = Semaphore(1)
+        self._holder = None
+        self._depth = 0
+        self._timeout = timeout
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        me = eventlet.getcurrent()
+        if self._holder is me:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        if not self._semaphore.acquire(timeout=self._timeout):
+            raise TimeoutError(f"the database stayed locked by another writer for {self._timeout:.0f} s")
+        self._holder, self._depth = me, 1
+        try:
+            yield
+        finally:
+            self._holder, self._depth = None, 0
+            self._semaphore.release()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._turn = _WriterTurn() if self.engine.dialect.name == "sqlite" and _green() else _nothing
 
     def create_schema(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -99,12 +151,13 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[NodeRepository]:
         """One database transaction: committed on success, rolled back on any error."""
-        session: Session = self._sessions()
-        try:
-            with session.begin():
-                yield NodeRepository(session)
-        finally:
-            session.close()
+        with self._turn():
+            session: Session = self._sessions()
+            try:
+                with session.begin():
+                    yield NodeRepository(session)
+            finally:
+                session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import eventlet
@@ -26,9 +27,9 @@ from services import config as c
 from services import settings
 from services.domain.exceptions import DomainError
 from services.handlers import queries, receiving, relay, workflows
+from services.handlers.relay_lease import RelayLease
 from services.nodes.roles import ROLE_ACTIONS
 from services.office.accounts import AccountsError, accounts_file, refuse_exposed_without_accounts
-from services.protocol.compose import SignedMessage
 from services.protocol.exceptions import ComposeError
 from adapters.transport import dead_letters
 from adapters.transport.credentials import CredentialsError
@@ -205,12 +206,19 @@ def _publish_now(config, ctx, sent) -> None:
         print(f"  not published now: {exc}")
         print("  kept in the outbox: the node's relay publishes it when it can")
         return
+    # One relay per node: a running node holds the relay lease and publishes it at once.
+    lease = RelayLease(timedelta(seconds=float(config[c.DELIVERY].get(c.LEASE_SECONDS, 10))))
+    if not lease.hold(ctx):
+        print("  committed; to be published by the running node's relay (it holds the relay lease)")
+        return
     publisher = EnvelopePublisher(settings.bus_uri(config, ctx.agency, credentials), settings.topology(config),
                                   credentials.bus.user)
     try:
-        report = relay.relay_due(ctx, publisher.publish)
+        report = relay.relay_due(ctx, publisher.publish, message_ids=[m["message_id"] for m in sent.summary["messages"]],
+                                 resends=False)
     finally:
         publisher.close()
+        lease.release_in(ctx.store)
     for message_id, error in report.errors.items():
         print(f"  not published yet ({error}); kept in the outbox")
     if report.published:

@@ -232,6 +232,9 @@ class _Batch:
         if original is None or original["direction"] != OUTBOUND:
             problem = (rules.RECEIPT_UNKNOWN_MESSAGE,
                        f"receipt answers {verified.in_reply_to}, which this node did not send")
+        elif original["kind"] == RECEIPT:  # receipts are never answered (protocol section 13)
+            problem = (rules.RECEIPT_UNKNOWN_MESSAGE,
+                       f"receipt answers {verified.in_reply_to}, a receipt of this node: receipts are not answered")
         elif original["recipient"] != verified.sender:
             problem = (rules.RECEIPT_WRONG_SENDER,
                        f"receipt from {verified.sender} for a message sent to {original['recipient']}")
