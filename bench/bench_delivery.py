@@ -97,15 +97,23 @@ class Process:
 
 # -- the bench's own bus and databases -----------------------------------------------------------
 class Setup:
-    def __init__(self, database: str, keep: bool = False):
+    """The bench's own virtual hosts, accounts, keys and databases. ``broker`` (host:port)
+    and ``admin`` (management API URI) default to the shared broker; ``label`` names what is
+    made (``<label>-<run>`` virtual hosts, ``cluebus_<label>_<run>_*`` databases); ``environ``
+    adds CLUEBUS_* settings."""
+
+    def __init__(self, database: str, keep: bool = False, *, broker: str = BROKER, admin: str = ADMIN,
+                 label: str = "bench", environ: dict | None = None):
         self.run = uuid.uuid4().hex[:8]
-        self.dir = Path(tempfile.mkdtemp(prefix="cluebus-bench-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"cluebus-{label}-"))
         self.database = database
         self.keep = keep
+        self.broker = broker
+        self.admin = admin
         self.databases: list[str] = []
         url = "sqlite:///{data_dir}/{agency}.sqlite3"
         if database == "postgresql":
-            prefix = f"cluebus_bench_{self.run}"
+            prefix = f"cluebus_{label}_{self.run}"
             engine = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
             with engine.connect() as connection:
                 for agency in (SENDER, RECEIVER, "procuratorate", "joint_office"):
@@ -114,23 +122,24 @@ class Setup:
             engine.dispose()
             url = f"postgresql+pg8000://postgres@127.0.0.1:5432/{prefix}_{{agency}}"
         self.environ = {
-            "CLUEBUS_BUS_URI": f"amqp://{BROKER}/bench-{self.run}",
-            "CLUEBUS_CONTROL_URI": f"amqp://{BROKER}/bench-{self.run}.{{agency}}.control",
-            "CLUEBUS_BROKER_USER_PREFIX": f"bench-{self.run}.",
+            "CLUEBUS_BUS_URI": f"amqp://{broker}/{label}-{self.run}",
+            "CLUEBUS_CONTROL_URI": f"amqp://{broker}/{label}-{self.run}.{{agency}}.control",
+            "CLUEBUS_BROKER_USER_PREFIX": f"{label}-{self.run}.",
             "CLUEBUS_CREDENTIALS_DIR": str(self.dir / "credentials"),
-            "CLUEBUS_BROKER_ADMIN_URI": ADMIN,
+            "CLUEBUS_BROKER_ADMIN_URI": admin,
             "CLUEBUS_DATA_DIR": str(self.dir / "data"),
             "CLUEBUS_KEYS_DIR": str(self.dir / "keys"),
             "CLUEBUS_DATABASE_URL": url,
             "CLUEBUS_OFFICE_ACCOUNTS_FILE": str(self.dir / "office-accounts.yaml"),
+            **(environ or {}),
         }
         self.config = c.load_config(environ=self.environ)
         initialise_key_directory(self.config[c.KEYS_DIR], c.agency_codes(self.config), validity=timedelta(days=2),
                                  now=datetime.now(timezone.utc) - timedelta(days=1))
         provisioning.setup(self.config, keep_admin_access=True)
-        self.raw_vhost = f"bench-{self.run}.raw"
-        ManagementApi(ADMIN).put(f"/vhosts/{self.raw_vhost}", {})
-        ManagementApi(ADMIN).put(f"/permissions/{self.raw_vhost}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+        self.raw_vhost = f"{label}-{self.run}.raw"
+        ManagementApi(admin).put(f"/vhosts/{self.raw_vhost}", {})
+        ManagementApi(admin).put(f"/permissions/{self.raw_vhost}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
 
     def env(self) -> dict:
         return {**os.environ, **self.environ}
@@ -144,7 +153,7 @@ class Setup:
             print(f"kept {self.dir}", file=sys.stderr)
             return
         provisioning.remove(self.config)
-        ManagementApi(ADMIN).delete(f"/vhosts/{self.raw_vhost}")
+        ManagementApi(self.admin).delete(f"/vhosts/{self.raw_vhost}")
         if self.databases:
             engine = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
             with engine.connect() as connection:
@@ -162,7 +171,7 @@ def clue_body(now: datetime, index: int) -> dict:
 
 # -- measurements --------------------------------------------------------------------------------
 def baseline(setup: Setup, count: int, body: dict) -> float:
-    uri = f"amqp://guest:guest@{BROKER}/{setup.raw_vhost}"
+    uri = f"amqp://guest:guest@{setup.broker}/{setup.raw_vhost}"
     logs = setup.dir
     listener = Process("raw-listener", [PYTHON, "bench/raw_events.py", "listener", uri], setup.env(), logs,
                        "listener running")
@@ -245,24 +254,18 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def paced(rpc, count: int, rate: float, now: datetime) -> dict[str, datetime]:
-    """``count`` single refer_clue calls at ``rate`` per second (several callers in flight)."""
-    sent_at: dict[str, datetime] = {}
-    pool = eventlet.GreenPool(64)
+    """``count`` single refer_clue calls at ``rate`` per second, each sent when due (calls do
+    not wait for each other's answers), each timed from the moment it was sent."""
+    pending: list[tuple[datetime, object]] = []
     interval = 1.0 / rate
     start = time.perf_counter()
-
-    def one(index):
-        t0 = datetime.now(timezone.utc)
-        answer = rpc[SENDER].refer_clue(clue_body(now, 10_000_000 + index))
-        sent_at[answer["messages"][0]["message_id"]] = t0
-
     for index in range(count):
         delay = start + index * interval - time.perf_counter()
         if delay > 0:
             eventlet.sleep(delay)
-        pool.spawn_n(one, index)
-    pool.waitall()
-    return sent_at
+        t0 = datetime.now(timezone.utc)
+        pending.append((t0, rpc[SENDER].refer_clue.call_async(clue_body(now, 10_000_000 + index))))
+    return {reply.result()["messages"][0]["message_id"]: t0 for t0, reply in pending}
 
 
 def main() -> None:
@@ -324,7 +327,14 @@ def main() -> None:
                 rate = args.latency_rate or result["rate"] / 2
                 count = max(200, min(int(rate * 20), 5000))
                 before = receipted(engine)
+                spies = [subprocess.Popen(["py-spy", "record", "-p", str(n.pid), "-r", "200", "--format", "raw",
+                                           "-o", str(Path(args.profile) / f"{n.name}.latency.txt"), "--nonblocking"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for n in nodes] if args.profile and os.environ.get("BENCH_PROFILE_LATENCY") else []
                 sent_at = paced(rpc, count, rate, now)
+                for spy in spies:
+                    spy.send_signal(2)
+                    spy.wait(timeout=60)
                 wait_receipted(engine, before + count, 300)
                 values = latencies(engine, sent_at)
                 result.update(latency_rate=round(rate, 1), latency_messages=len(values),

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
 
-from adapters.storage.office_tables import OfficeBase
 from adapters.storage.store import Store
 from services import config as c
 from services import settings
+from services.domain.money import MoneyRules, load_money_rules
 from services.handlers.context import DeliveryPolicy, NodeContext, TransactionFactory
 from services.office.calendar import Calendar
 from services.office.handlers import OfficeContext
@@ -42,20 +42,32 @@ class NodeParts:
     verifier: Verifier
     policy: DeliveryPolicy
     seal_by_default: bool
+    # The jurisdiction's reward and fine rules (OFFICE.REWARD_RULES, FINE_RULES).
+    money_rules: MoneyRules | None = None
 
 
 def node_parts(config: Mapping, agency: str, *, clock: Clock = utc_now) -> NodeParts:
     composer, verifier = settings.protocol_for(config, agency, clock=clock)
     return NodeParts(agency, composer, verifier, settings.delivery_policy(config),
-                     bool(config[c.DELIVERY][c.SEAL_BODIES]))
+                     bool(config[c.DELIVERY][c.SEAL_BODIES]), money_rules(config))
+
+
+def money_rules(config: Mapping) -> MoneyRules | None:
+    """The reward and fine rules of the configuration (services/domain/money.py)."""
+    return load_money_rules(config.get(c.OFFICE))
 
 
 def open_store(config: Mapping, agency: str) -> Store:
-    """The agency's own database, its tables made (the office's too, for the office)."""
+    """The agency's own database at this release's schema (the office's tables too, for the
+    office). A new, empty database is created by the migrations; one behind this release
+    raises DatabaseBehind (one line: run `cluebus db upgrade --agency AGENCY`), it is never
+    upgraded silently (adapters/storage/migrations)."""
     store = Store(c.database_url(config, agency))
-    store.create_schema()
-    if agency in c.observer_codes(config):
-        OfficeBase.metadata.create_all(store.engine)
+    try:
+        store.ensure_schema(agency, office=agency in c.observer_codes(config))
+    except BaseException:
+        store.dispose()
+        raise
     return store
 
 
@@ -65,7 +77,7 @@ def node_context(parts: NodeParts, store: TransactionFactory, clock: Clock, *,
     commit (services/domain/delivery.py, HANDED_OVER); the CLI and the office leave it to the
     relay."""
     return NodeContext(parts.agency, store, parts.composer, parts.verifier, clock, parts.policy,
-                       parts.seal_by_default, publishes_at_once=publishes_at_once)
+                       parts.seal_by_default, publishes_at_once=publishes_at_once, money_rules=parts.money_rules)
 
 
 def offline_context(config: Mapping, agency: str, *, clock: Clock = utc_now,
@@ -88,13 +100,22 @@ class OfficeRules:
     escalate_after: timedelta
 
 
-def office_rules(config: Mapping) -> OfficeRules:
-    """Deadline rules and the holiday calendar, from the configuration."""
+def office_calendar(config: Mapping) -> Calendar:
+    """The working-day calendar (OFFICE.CALENDAR_FILE, else the shipped one) in OFFICE.TIMEZONE."""
     office = config[c.OFFICE]
     calendar = Calendar.from_yaml(office.get(c.CALENDAR_FILE) or None)
     if office.get(c.TIMEZONE) and office[c.TIMEZONE] != calendar.timezone:
-        calendar = Calendar(calendar.holidays, calendar.workdays, office[c.TIMEZONE])
-    return OfficeRules(Tracker(load_rules(office[c.DEADLINES]), calendar),
+        calendar = calendar.with_timezone(office[c.TIMEZONE])
+    return calendar
+
+
+def office_rules(config: Mapping) -> OfficeRules:
+    """Deadline rules, the holiday calendar and the fine rules, from the configuration."""
+    office = config[c.OFFICE]
+    money = money_rules(config)
+    tracker = Tracker(load_rules(office[c.DEADLINES]), office_calendar(config),
+                      fine_rules=money.fines if money else ())
+    return OfficeRules(tracker,
                        timedelta(hours=float(office[c.WARN_BEFORE_HOURS])),
                        timedelta(hours=float(office[c.ESCALATE_AFTER_HOURS])))
 

@@ -66,6 +66,10 @@ ACCOUNTS_FILE = "ACCOUNTS_FILE"
 SESSION_HOURS = "SESSION_HOURS"
 COOKIE_SECURE = "COOKIE_SECURE"
 DEADLINES = "DEADLINES"
+# Money rules per jurisdiction (whistle-blower rewards, fines): services/domain/money.py.
+REWARD_JURISDICTION = "REWARD_JURISDICTION"
+REWARD_RULES = "REWARD_RULES"
+FINE_RULES = "FINE_RULES"
 
 # Keys under PROTOCOL.
 MAX_MESSAGE_BYTES = "MAX_MESSAGE_BYTES"
@@ -162,3 +166,10 @@ def database_url(config: Mapping, agency: str) -> str:
 
 def observer_codes(config: Mapping) -> list[str]:
     return [a for a in (config.get(OBSERVERS) or []) if a in config[AGENCIES]]
+
+
+def agency_names(config: Mapping, key: str = AGENCY_NAME_ZH) -> dict[str, str]:
+    """Each configured agency's name (by default its Chinese name, ``name_zh``), by code;
+    agencies without one are left out."""
+    return {code: str(entry[key]) for code, entry in config[AGENCIES].items()
+            if isinstance(entry, Mapping) and entry.get(key)}

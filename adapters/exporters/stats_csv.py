@@ -2,7 +2,7 @@
 
 The header names each column in English, with the Chinese term in parentheses where one is
 natural. Counts and seconds are integers; medians are seconds (an integer, or ``.5`` for the
-middle of two); the completion rate is a decimal string with four places (``0.7400``),
+middle of two); rates (completion, on time) are decimal strings with four places (``0.7400``),
 rounded half up from the exact fraction; money is yuan with two places (``1234.50``) computed
 from integer fen without any float. An empty cell means "no value" (e.g. a median with no
 closed step, a rate with nothing received).
@@ -19,7 +19,7 @@ import os
 from decimal import Decimal
 from typing import IO, Union
 
-from services.office.stats import AgencyStats, StatsReport
+from services.office.stats import RATES, AgencyStats, StatsReport
 
 TEXT = "text"
 COUNT = "count"
@@ -35,33 +35,47 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("transfers_received", "transfers_received (接收移送)", COUNT),
     ("receipts_on_time", "receipts_on_time (按时回执)", COUNT),
     ("receipts_late", "receipts_late (超时回执)", COUNT),
+    ("receipts_ended", "receipts_ended (终止 回执)", COUNT),
     ("receipts_open", "receipts_open (未回执)", COUNT),
     ("decisions_on_time", "decisions_on_time (按时决定)", COUNT),
     ("decisions_late", "decisions_late (超时决定)", COUNT),
+    ("decisions_ended", "decisions_ended (终止 决定)", COUNT),
     ("decisions_open", "decisions_open (未决定)", COUNT),
     ("feedback_on_time", "feedback_on_time (按时反馈)", COUNT),
     ("feedback_late", "feedback_late (超时反馈)", COUNT),
+    ("feedback_ended", "feedback_ended (终止 反馈)", COUNT),
     ("feedback_open", "feedback_open (未反馈)", COUNT),
     ("transfer_steps_on_time", "transfer_steps_on_time (按时审批移送)", COUNT),
     ("transfer_steps_late", "transfer_steps_late (超时审批移送)", COUNT),
+    ("transfer_steps_ended", "transfer_steps_ended (终止 审批移送)", COUNT),
     ("transfer_steps_open", "transfer_steps_open (未审批移送)", COUNT),
     ("steps_on_time", "steps_on_time (全部环节按时)", COUNT),
-    ("steps_late", "steps_late (全部环节超时)", COUNT),
+    ("steps_late", "steps_late (全部环节逾期办结)", COUNT),
+    ("steps_ended", "steps_ended (全部环节终止)", COUNT),
     ("steps_open", "steps_open (全部环节未办)", COUNT),
+    ("steps_ended_overdue", "steps_ended_overdue (超期后终止)", COUNT),
+    ("steps_due", "steps_due (应办)", COUNT),
+    ("on_time_rate", "on_time_rate (按时率)", RATE),
+    ("open_overdue_steps", "open_overdue_steps (超期未办)", COUNT),
+    ("max_overdue_seconds", "max_overdue_seconds (最长超期 秒)", SECONDS),
+    ("total_overdue_seconds", "total_overdue_seconds (超期合计 秒)", SECONDS),
+    ("median_seconds_late", "median_seconds_late (逾期办结 逾期中位数 秒)", MEDIAN),
+    ("max_seconds_late", "max_seconds_late (逾期办结 最长逾期 秒)", SECONDS),
+    ("total_seconds_late", "total_seconds_late (逾期办结 逾期合计 秒)", SECONDS),
+    ("median_seconds_to_receipt", "median_seconds_to_receipt (回执用时中位数 秒)", MEDIAN),
+    ("median_seconds_to_decision", "median_seconds_to_decision (决定用时中位数 秒)", MEDIAN),
+    ("median_seconds_to_feedback", "median_seconds_to_feedback (反馈用时中位数 秒)", MEDIAN),
     ("cases_opened", "cases_opened (立案)", COUNT),
     ("cases_refused", "cases_refused (不予立案)", COUNT),
     ("cases_forwarded", "cases_forwarded (移送主管机关)", COUNT),
     ("cases_unknown", "cases_unknown (结果未知)", COUNT),
-    ("referrals_received", "referrals_received (接收线索)", COUNT),
+    ("referrals_received", "referrals_received (受理)", COUNT),
     ("referrals_completed", "referrals_completed (办结)", COUNT),
+    ("referrals_ended", "referrals_ended (未办而终止)", COUNT),
+    ("referrals_pending", "referrals_pending (在办)", COUNT),
     ("completion_rate", "completion_rate (办结率)", RATE),
-    ("open_overdue_steps", "open_overdue_steps (超期未办)", COUNT),
-    ("max_overdue_seconds", "max_overdue_seconds (最长超期 秒)", SECONDS),
-    ("total_overdue_seconds", "total_overdue_seconds (超期合计 秒)", SECONDS),
-    ("median_seconds_to_receipt", "median_seconds_to_receipt (回执用时中位数 秒)", MEDIAN),
-    ("median_seconds_to_decision", "median_seconds_to_decision (决定用时中位数 秒)", MEDIAN),
-    ("median_seconds_to_feedback", "median_seconds_to_feedback (反馈用时中位数 秒)", MEDIAN),
-    ("funds_recovered_fen", "funds_recovered_yuan (追回资金 元)", MONEY),
+    ("funds_recovered_fen", "funds_recovered_yuan (已追回资金 元)", MONEY),
+    ("funds_to_recover_fen", "funds_to_recover_yuan (判决应追回 元)", MONEY),
     ("rewards_paid_fen", "rewards_paid_yuan (奖励发放 元)", MONEY),
 )
 
@@ -106,7 +120,8 @@ def median_text(value: float | None) -> str:
 def cell_value(stats: AgencyStats, name: str, kind: str):
     """The typed value of one cell: str, int, float, Decimal or None."""
     if kind == RATE:
-        return rate_decimal(stats.referrals_completed, stats.referrals_received)
+        numerator, denominator = RATES[name]
+        return rate_decimal(getattr(stats, numerator), getattr(stats, denominator))
     value = getattr(stats, name)
     if kind == MONEY:
         return fen_to_yuan(value)

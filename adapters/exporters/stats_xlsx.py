@@ -6,11 +6,12 @@ Sheets:
   and the total row. Numbers are numbers: counts and seconds as integers, the completion rate
   as a fraction with four places shown as a percentage, money as yuan (a ``Decimal`` computed
   from integer fen, never through a float) shown ``#,##0.00``.
-* ``超期 Overdue``: the steps passed in ``overdue_steps`` that are open and past due at
-  ``as_of`` (default: the report's), most overdue first; others passed are left out.
-  Date-times are written in the report's local time zone (Excel has no time zones), named in
-  the header.
+* ``超期 Overdue``: the steps passed in ``overdue_steps`` (``snapshot.StepAt``, e.g.
+  ``stats.overdue_steps(snapshot)``) that are open and past due at their ``as_of``, most overdue
+  first; others passed are left out. Date-times are written in the report's local time zone
+  (Excel has no time zones), named in the header.
 * ``趋势 Trend``: one row per local day of the period.
+* ``按时率 On time``: the on-time rate of each rule per agency, and per rule in total.
 * ``说明 About``: the period, ``as_of`` and the time zone of the report.
 
 Every sheet has a bold, frozen header row and column widths fitted to the contents.
@@ -27,13 +28,14 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from services.office.model import Step
-from services.office.stats import StatsReport, lateness_seconds, rfc3339, tz_name
+from services.office.snapshot import StepAt
+from services.office.stats import StatsReport, rfc3339, tz_name
 
 from .stats_csv import COLUMNS, COUNT, MEDIAN, MONEY, RATE, SECONDS, cell_value, rows
 
 STATISTICS_SHEET = "统计 Statistics"
 OVERDUE_SHEET = "超期 Overdue"
+ON_TIME_SHEET = "按时率 On time"
 TREND_SHEET = "趋势 Trend"
 ABOUT_SHEET = "说明 About"
 
@@ -51,13 +53,14 @@ _BOLD = Font(bold=True)
 _MAX_WIDTH = 48
 
 
-def write_xlsx(report: StatsReport, path: Union[str, os.PathLike], overdue_steps: Sequence[Step] = (),
+def write_xlsx(report: StatsReport, path: Union[str, os.PathLike], overdue_steps: Sequence[StepAt] = (),
                as_of: datetime | None = None) -> None:
     as_of = as_of or report.as_of
     workbook = Workbook()
     _statistics(workbook.active, report)
-    _overdue(workbook.create_sheet(OVERDUE_SHEET), report, overdue_steps, as_of)
+    _overdue(workbook.create_sheet(OVERDUE_SHEET), report, overdue_steps)
     _trend(workbook.create_sheet(TREND_SHEET), report)
+    _on_time(workbook.create_sheet(ON_TIME_SHEET), report)
     _about(workbook.create_sheet(ABOUT_SHEET), report, as_of)
     workbook.properties.title = (f"cluebus statistics {rfc3339(report.period_from)} - "
                                  f"{rfc3339(report.period_to)}")
@@ -78,15 +81,14 @@ def _statistics(sheet, report: StatsReport) -> None:
     _finish(sheet)
 
 
-def _overdue(sheet, report: StatsReport, steps: Sequence[Step], as_of: datetime) -> None:
+def _overdue(sheet, report: StatsReport, steps: Sequence[StepAt]) -> None:
     zone = tz_name(report.tz)
     _header(sheet, ["step_id", "rule (规则)", "referral_id (线索)", "late_agency (责任单位)",
                     "counterpart (等待单位)", f"started_at (开始 {zone})", f"due_at (期限 {zone})",
                     "overdue_seconds (超期 秒)", "overdue_days (超期 天)"])
-    chosen = sorted((step for step in steps if _open_overdue(step, as_of)),
-                    key=lambda step: (step.due_at, step.step_id))
+    chosen = sorted((step for step in steps if step.open_overdue), key=lambda step: (step.due_at, step.step_id))
     for index, step in enumerate(chosen, start=2):
-        seconds = lateness_seconds(step, as_of)
+        seconds = step.overdue_seconds
         values = [step.step_id, step.rule, step.referral_id, step.late_agency, step.counterpart,
                   _local(step.started_at, report), _local(step.due_at, report), seconds,
                   round(seconds / 86400, 2)]
@@ -101,17 +103,45 @@ def _overdue(sheet, report: StatsReport, steps: Sequence[Step], as_of: datetime)
     _finish(sheet)
 
 
-def _open_overdue(step: Step, as_of: datetime) -> bool:
-    is_open = step.closed_at is None or step.closed_at > as_of
-    return is_open and step.due_at < as_of and step.started_at <= as_of
+ON_TIME_COLUMNS = (("rule", "rule (规则)", None), ("agency", "agency (责任单位)", None),
+                   ("steps_due", "steps_due (应办)", COUNT_FORMAT), ("on_time", "on_time (按时办结)", COUNT_FORMAT),
+                   ("late", "closed_late (逾期办结)", COUNT_FORMAT),
+                   ("open_overdue", "open_overdue (超期未办)", COUNT_FORMAT),
+                   ("ended_overdue", "ended_overdue (超期后终止)", COUNT_FORMAT),
+                   ("on_time_rate", "on_time_rate (按时率)", RATE_FORMAT),
+                   ("median_seconds_late", "median_seconds_late (逾期中位数 秒)", MEDIAN_FORMAT),
+                   ("max_seconds_late", "max_seconds_late (最长逾期 秒)", COUNT_FORMAT),
+                   ("steps", "steps (全部环节)", COUNT_FORMAT), ("open", "open (未办)", COUNT_FORMAT),
+                   ("ended", "ended (终止)", COUNT_FORMAT))
+
+
+def _on_time(sheet, report: StatsReport) -> None:
+    _header(sheet, [header for _, header, _ in ON_TIME_COLUMNS])
+    for index, entry in enumerate(report.on_time, start=2):
+        for column, (name, _, number_format) in enumerate(ON_TIME_COLUMNS, start=1):
+            value = getattr(entry, name)
+            if name == "on_time_rate" and value is not None:
+                value = round(value, 4)
+            cell = sheet.cell(row=index, column=column, value=value)
+            if number_format:
+                cell.number_format = number_format
+            if entry.agency == "total":
+                cell.font = _BOLD
+    _finish(sheet)
+
+
+TREND_COLUMNS = (("transfers", "transfers (移送)"), ("steps_due", "steps_due (当日到期环节)"),
+                 ("steps_on_time", "steps_on_time (按时办结)"), ("steps_closed_late", "steps_closed_late (逾期办结)"),
+                 ("steps_ended_overdue", "steps_ended_overdue (超期后终止)"),
+                 ("steps_open_overdue", "steps_open_overdue (超期未办)"))
 
 
 def _trend(sheet, report: StatsReport) -> None:
-    _header(sheet, ["day (日期)", "transfers (移送)", "steps_due (到期环节)", "steps_overdue (超期环节)"])
+    _header(sheet, ["day (日期)", *(header for _, header in TREND_COLUMNS)])
     for index, entry in enumerate(report.trend, start=2):
         day = sheet.cell(row=index, column=1, value=date.fromisoformat(entry["day"]))
         day.number_format = DATE_FORMAT
-        for column, key in enumerate(("transfers", "steps_due", "steps_overdue"), start=2):
+        for column, (key, _) in enumerate(TREND_COLUMNS, start=2):
             sheet.cell(row=index, column=column, value=entry[key]).number_format = COUNT_FORMAT
     _finish(sheet)
 
@@ -124,7 +154,7 @@ def _about(sheet, report: StatsReport, as_of: datetime) -> None:
         ("as_of (数据截至, UTC)", rfc3339(report.as_of)),
         ("overdue as_of (超期计算时点, UTC)", rfc3339(as_of)),
         ("timezone (日期时区)", tz_name(report.tz)),
-        ("definitions (口径)", "services/office/stats.py"),
+        ("definitions (口径)", "docs/office.md §7, services/office/stats.py"),
     ]
     for index, (key, value) in enumerate(entries, start=2):
         sheet.cell(row=index, column=1, value=key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String, Text
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -46,7 +46,10 @@ class StepRow(OfficeBase):
     referral_id: Mapped[str] = mapped_column(String(36), index=True)
     start_message_id: Mapped[str] = mapped_column(String(36))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
-    due_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    # None when the working-day calendar does not cover a day the count needs: the step is
+    # then marked ``calendar_missing`` (the first such year), never given a guessed limit.
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    calendar_missing: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     late_agency: Mapped[str] = mapped_column(String(64), index=True)
     counterpart: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), index=True)

@@ -16,8 +16,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from . import migrations
 from .repository import NodeRepository
-from .tables import Base
+
+
+SQLITE_CACHE_KIB = 32 * 1024
 
 
 def make_engine(url: str) -> Engine:
@@ -27,8 +30,9 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Greenthreads look like threads to sqlite3: allow a pooled connection to move between
         # them (the pool hands each to one user at a time).
+        # LIFO: the connection used last (its page cache warm) is taken again.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               poolclass=QueuePool, pool_size=5, max_overflow=10)
+                               poolclass=QueuePool, pool_size=5, max_overflow=10, pool_use_lifo=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -37,6 +41,8 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=FULL")
+            # The indexes of a large history stay in memory (SQLite's default is 2 MiB).
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cursor.close()
             # Take the write lock at BEGIN so concurrent writers queue instead of deadlocking.
             dbapi_connection.isolation_level = None
@@ -145,8 +151,15 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._turn = _WriterTurn() if self.engine.dialect.name == "sqlite" and _green() else _nothing
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+    def create_schema(self, *, office: bool = False) -> None:
+        """Bring the database to this release's schema with the migrations (the office's
+        tables too if ``office``): a new database is created, an older one upgraded."""
+        migrations.upgrade(self.engine, office=office)
+
+    def ensure_schema(self, name: str, *, office: bool = False) -> None:
+        """Refuse a database behind this release (migrations.DatabaseBehind, one line naming
+        the command to run); a new, empty one is created at the current schema."""
+        migrations.ensure_current(self.engine, name, office=office)
 
     @contextmanager
     def transaction(self) -> Iterator[NodeRepository]:

@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from adapters.crypto.exceptions import CryptoError
+from adapters.storage.migrations import DatabaseBehind, DatabaseUnrecognised
 from services.config import ConfigError
 
-from . import broker_cmd, demo_cmd, keys_cmd, node_cmd, office_cmd, protocol_cmd, schemas_cmd
+from . import broker_cmd, db_cmd, demo_cmd, keys_cmd, node_cmd, office_cmd, protocol_cmd, schemas_cmd
 from .errors import CommandError
 
-COMMAND_GROUPS = (keys_cmd, broker_cmd, schemas_cmd, protocol_cmd, demo_cmd, node_cmd, office_cmd)
+COMMAND_GROUPS = (keys_cmd, broker_cmd, schemas_cmd, protocol_cmd, demo_cmd, node_cmd, office_cmd, db_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or 0
-    except (CommandError, ConfigError) as exc:
+    except (CommandError, ConfigError, DatabaseBehind, DatabaseUnrecognised) as exc:
         print(f"cluebus: {exc}", file=sys.stderr)
         return 2
     except CryptoError as exc:

@@ -19,8 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import eventlet
+from sqlalchemy.engine import make_url
 
 from adapters.crypto.exceptions import CryptoError
+from adapters.storage.migrations import DatabaseBehind, DatabaseUnrecognised
 from adapters.transport.publisher import EnvelopePublisher
 from schemas.registry import CLUE_TRANSFER, KINDS
 from services import config as c
@@ -35,7 +37,7 @@ from adapters.transport import dead_letters
 from adapters.transport.credentials import CredentialsError
 from services.handlers.receiving import Delivery
 from services.handlers.requests import Request
-from services.bootstrap import node_agencies, offline_context
+from services.bootstrap import node_agencies, offline_context, open_store
 from services.runner import BrokerUnreachable, check_bus, start_nodes
 
 from .errors import CommandError
@@ -126,12 +128,15 @@ def run_node(args: argparse.Namespace) -> int:
     office = args.agency in c.observer_codes(config)
     settings.key_directory(config).load_private(args.agency)  # fail early, in one line
     accounts = _office_accounts(config, args.agency) if office else None
+    _check_database(config, args.agency)
     try:
         check_bus(config, args.agency)
     except BrokerUnreachable as exc:
         raise CommandError(str(exc)) from None
     try:
         runner = start_nodes(config, [] if office else [args.agency], office=office)
+    except (DatabaseBehind, DatabaseUnrecognised) as exc:  # one line: which command to run
+        raise CommandError(str(exc)) from None
     except Exception as exc:  # the broker refused the topology, the port is taken, ...
         raise CommandError(f"could not start the {args.agency} node: {exc.__class__.__name__}: {exc}"
                            f"{_hint(exc)}") from None
@@ -149,7 +154,7 @@ def run_node(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, shutdown)
     # Only now say it runs: a Ctrl-C from here on stops it cleanly.
     print(f"{args.agency} node running: queue {settings.topology(config).queue_name(args.agency)}, "
-          f"database {c.database_url(config, args.agency)}. Ctrl-C stops it.", flush=True)
+          f"database {_shown_url(c.database_url(config, args.agency))}. Ctrl-C stops it.", flush=True)
     if office:
         print(f"dashboard: http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard", flush=True)
         if not accounts.accounts():
@@ -162,6 +167,15 @@ def run_node(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.agency} node stopped", flush=True)
     return 0
+
+
+def _check_database(config, agency: str) -> None:
+    """Refuse, in one line, a database behind this release (its fix: `cluebus db upgrade`);
+    a new, empty one is created, as the node would at start-up."""
+    try:
+        open_store(config, agency).dispose()
+    except (DatabaseBehind, DatabaseUnrecognised) as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _office_accounts(config, agency: str):
@@ -406,3 +420,8 @@ def _has_database(config, agency: str) -> bool:
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///"):]).exists()
     return True
+
+
+def _shown_url(url: str) -> str:
+    """A database URL fit for a log: its password hidden."""
+    return make_url(url).render_as_string(hide_password=True)

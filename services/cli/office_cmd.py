@@ -1,7 +1,8 @@
 """``cluebus overdue`` and ``cluebus stats``: the joint-meeting office's views, read from the
-office's own database (run the office with ``cluebus run --agency joint_office``); and
+office's own database (run the office with ``cluebus run --agency joint_office``);
 ``cluebus office account add|list|remove``: the staff accounts that may log in to its
-dashboard and API (``OFFICE.ACCOUNTS_FILE``)."""
+dashboard and API (``OFFICE.ACCOUNTS_FILE``); and ``cluebus calendar check``: which years the
+office's working-day calendar covers."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from adapters.crypto.timestamps import format_timestamp
 from services import config as c
 from services.office import handlers
 from services.office.accounts import AccountsError, accounts_file, check_name, password_problem
+from services.office.calendar import CalendarError
 from services.office.stats import overdue_steps
-from services.bootstrap import office_context
+from services.office.tracking import CALENDAR_MISSING
+from services.bootstrap import office_calendar, office_context
+from services.protocol.rules import CALENDAR_MISSING as CALENDAR_MISSING_RULE
 
 from .errors import CommandError
 
@@ -29,12 +33,21 @@ def register(commands) -> None:
 
     stats = commands.add_parser("stats", help="figures per agency and period (报表台账)")
     stats.add_argument("--from", dest="period_from", help="start of the period (default: 30 days before --to)")
-    stats.add_argument("--to", dest="period_to", help="end of the period, exclusive (default: now)")
+    stats.add_argument("--to", dest="period_to", help="end of the period, exclusive (default: --as-of)")
+    stats.add_argument("--as-of", help="the moment the figures are known at (YYYY-MM-DDTHH:MM:SSZ or "
+                                       "YYYY-MM-DD; default now): the same snapshot as `overdue --as-of`")
     out = stats.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", action="store_true", help="CSV on standard output")
     out.add_argument("--xlsx", metavar="FILE", help="write an Excel workbook")
     stats.set_defaults(handler=show_stats)
+
+    calendar = commands.add_parser("calendar", help="the office's working-day calendar (holidays, make-up days)")
+    calendar_commands = calendar.add_subparsers(dest="calendar_command", metavar="ACTION", required=True)
+    check = calendar_commands.add_parser(
+        "check", help="the years the calendar covers; fails when this year or the next is missing")
+    check.add_argument("--today", help="the day to check from (YYYY-MM-DD; default: today in OFFICE.TIMEZONE)")
+    check.set_defaults(handler=check_calendar)
 
     office = commands.add_parser("office", help="the joint-meeting office's staff accounts")
     office_commands = office.add_subparsers(dest="office_command", metavar="GROUP", required=True)
@@ -89,24 +102,61 @@ def show_overdue(args) -> int:
         json.dump({"as_of": format_timestamp(as_of), "steps": rows}, sys.stdout, ensure_ascii=False, indent=2)
         print()
         return 0
-    print(f"as of {format_timestamp(as_of)}: {sum(r['level'] != 'warning' for r in rows)} overdue, "
-          f"{sum(r['level'] == 'warning' for r in rows)} nearing their limit")
+    missing = [r for r in rows if r["level"] == CALENDAR_MISSING]
+    print(f"as of {format_timestamp(as_of)}: {sum(r['level'] not in ('warning', CALENDAR_MISSING) for r in rows)} "
+          f"overdue, {sum(r['level'] == 'warning' for r in rows)} nearing their limit"
+          + (f", {len(missing)} with no limit (calendar missing)" if missing else ""))
     for row in rows:
-        late = _duration(row["overdue_seconds"]) + " late" if row["overdue_seconds"] else f"due {row['due_at']}"
+        if row["level"] == CALENDAR_MISSING:
+            late = f"limit unknown: no calendar for {row.get('calendar_missing')}"
+        elif row["overdue_seconds"]:
+            late = _duration(row["overdue_seconds"]) + " late"
+        else:
+            late = f"due {row['due_at']}"
         print(f"  [{row['level']:<9}] {row['late_agency']:<16} {row['rule']:<26} {late:<16} "
               f"referral {row['referral_id']} (waiting: {row['counterpart']})")
     return 0
 
 
+def check_calendar(args) -> int:
+    """The covered years, one line; exit 1 with one line when this year or the next is not
+    covered (a step counted into a missing year gets no limit)."""
+    config = c.load_config(args.config)
+    try:
+        calendar = office_calendar(config)
+    except CalendarError as exc:
+        raise CommandError(f"[{exc.rule}] {exc}") from None
+    if args.today:
+        try:
+            today = datetime.strptime(args.today, "%Y-%m-%d").date()
+        except ValueError:
+            raise CommandError(f"--today {args.today!r} is not a date YYYY-MM-DD") from None
+    else:
+        today = datetime.now(ZoneInfo(calendar.timezone)).date()
+    source = config[c.OFFICE].get(c.CALENDAR_FILE) or "the shipped services/office/holidays_cn.yaml"
+    years = ", ".join(str(year) for year in sorted(calendar.covered_years)) or "no year"
+    print(f"calendar {source} ({calendar.timezone}): covers {years}")
+    missing = calendar.missing_years((today.year, today.year + 1))
+    if missing:
+        print(f"cluebus: [{CALENDAR_MISSING_RULE}] the calendar does not cover "
+              + " and ".join(f"{year} ({'this year' if year == today.year else 'next year'})" for year in missing)
+              + ": add the State Council's holiday notice for it; until then steps counted into it have no limit",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def show_stats(args) -> int:
     ctx, zone = _office(args)
-    now = datetime.now(timezone.utc)
-    period_to = parse_moment(args.period_to, now, zone)
+    as_of = parse_moment(args.as_of, datetime.now(timezone.utc), zone)
+    period_to = parse_moment(args.period_to, as_of, zone)
     period_from = parse_moment(args.period_from, period_to - timedelta(days=30), zone)
     if period_from >= period_to:
-        raise CommandError("--from must be before --to (default --to: now)")
-    messages, steps = handlers.all_messages_and_steps(ctx)
-    report = handlers.report(ctx, messages, steps, period_from, period_to, now)
+        raise CommandError("--from must be before --to (default --to: --as-of, default now)")
+    if as_of < period_from:
+        raise CommandError("--as-of must not precede --from: nothing of the period is known yet")
+    messages, steps, marks = handlers.load(ctx)
+    report = handlers.report(ctx, messages, steps, period_from, period_to, as_of)
     if args.json:
         json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -115,19 +165,24 @@ def show_stats(args) -> int:
         write_csv(report, sys.stdout)
     elif args.xlsx:
         from adapters.exporters.stats_xlsx import write_xlsx
-        write_xlsx(report, args.xlsx, overdue_steps(steps, as_of=now), as_of=now)
+        snap = handlers.snapshot_at(ctx, as_of, (messages, steps, marks))
+        write_xlsx(report, args.xlsx, overdue_steps(snap), as_of=as_of)
         print(f"wrote {args.xlsx}")
     else:
         data = report.to_json()
         print(f"{data['period_from']} .. {data['period_to']} (as of {data['as_of']})")
         print(f"  {'agency':<18}{'sent':>6}{'recv':>6}{'rcpt ok/late/open':>20}{'decisions ok/late/open':>24}"
-              f"{'opened/refused':>16}{'completion':>12}{'overdue':>9}")
+              f"{'opened/refused':>16}{'completion':>12}{'on time':>9}{'open overdue':>14}{'closed late':>13}")
         for row in data["agencies"] + [data["totals"]]:
             rate = "-" if row["completion_rate"] is None else f"{row['completion_rate'] * 100:.0f}%"
+            on_time = "-" if row["on_time_rate"] is None else f"{row['on_time_rate'] * 100:.0f}%"
             print(f"  {row['agency']:<18}{row['transfers_sent']:>6}{row['transfers_received']:>6}"
                   f"{row['receipts_on_time']:>10}/{row['receipts_late']}/{row['receipts_open']:<6}"
                   f"{row['decisions_on_time']:>14}/{row['decisions_late']}/{row['decisions_open']:<6}"
-                  f"{row['cases_opened']:>10}/{row['cases_refused']:<5}{rate:>12}{row['open_overdue_steps']:>9}")
+                  f"{row['cases_opened']:>10}/{row['cases_refused']:<5}{rate:>12}{on_time:>9}"
+                  f"{row['open_overdue_steps']:>14}{row['steps_late']:>13}")
+        for note in data.get("notes", ()):
+            print(f"  note: {note}")
     return 0
 
 

@@ -116,6 +116,9 @@ class Demo:
         referral = sent["referral_id"]
         self._wait_observed(referral, "filing_decision")
         step = next(s for s in self.rpc.joint_office.timeline(referral)["steps"] if s["rule"] == "filing_decision")
+        if step["due_at"] is None:  # the count reaches into a year the working-day calendar lacks
+            raise DemoFailure(f"the filing decision has no limit: the office's calendar does not cover "
+                              f"{step.get('calendar_missing')} (see `cluebus calendar check`)")
         self.out(f"    the police must decide within 3 days (Decree 310 art. 8): by {step['due_at']}, "
                  f"counted as the law counts days; nobody answers...")
         due = datetime.strptime(step["due_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Callable, ContextManager, Protocol
 
 from adapters.storage.repository import NodeRepository
+from services.domain.money import MoneyRules
 from services.protocol.compose import Composer
 from services.protocol.verify import Verifier
 
@@ -43,3 +44,6 @@ class NodeContext:
     # A running node publishes what it commits at once: such an entry is written as handed
     # over to the broker (services/domain/delivery.py, HANDED_OVER), saving a transaction.
     publishes_at_once: bool = False
+    # The jurisdiction's money rules (services/domain/money.py): a reward amount that breaks
+    # its rule is refused when sent and rejected when received (reward.rule_broken). None: none.
+    money_rules: MoneyRules | None = None

@@ -20,10 +20,11 @@ from adapters.storage.repository import NodeRepository
 from adapters.storage.writes import Writes
 from schemas.bodies.receipts import ACCEPTED as RECEIPT_ACCEPTED
 from schemas.bodies.receipts import REJECTED as RECEIPT_REJECTED
-from schemas.registry import RECEIPT
+from schemas.registry import RECEIPT, REWARD_PAYMENT
 from services.domain import delivery as d
 from services.domain.exceptions import DomainError, ReferralMismatch
 from services.domain.lifecycle import NEW, next_state
+from services.domain.money import REWARD_KINDS, enforce_reward
 from services.protocol import rules
 from services.protocol.exceptions import ComposeError, Rejection
 from services.protocol.signing_input import message_sha256
@@ -170,6 +171,7 @@ class _Batch:
                     raise ReferralMismatch(f"in_reply_to {verified.in_reply_to} belongs to referral "
                                            f"{answered['referral_id']}")
             new_state = next_state(verified.kind, state, verified.plain_body)
+            flagged = self.money_rules(verified)
         except DomainError as error:
             return self.reject(verified.raw, verified.envelope, error.rule, error.detail)
         receipt = self.answer(verified.envelope, verified.sha256, RECEIPT_ACCEPTED, [], None)
@@ -187,8 +189,24 @@ class _Batch:
                                 message_id=verified.message_id,
                                 detail={"kind": verified.kind, "sender": verified.sender, "sha256": verified.sha256,
                                         "from_state": state, "to_state": new_state, "receipt": receipt.message_id})
+        if flagged is not None:
+            self.writes.audit_event(self.now, "message.flagged", referral_id=verified.referral_id,
+                                    message_id=verified.message_id,
+                                    detail={"kind": verified.kind, "rule": rules.REWARD_RULE_BROKEN,
+                                            "detail": flagged.detail})
         return ReceiveOutcome(OUTCOME_ACCEPTED, verified.message_id, verified.kind, verified.referral_id,
                               receipt_message_id=receipt.message_id)
+
+    def money_rules(self, verified: VerifiedMessage):
+        """A reward amount that breaks the jurisdiction's rule raises RewardRuleBroken (the
+        message is rejected); one the rule only flags is returned, to be audited."""
+        if self.ctx.money_rules is None or verified.kind not in REWARD_KINDS:
+            return None
+        request = None
+        if verified.kind == REWARD_PAYMENT and verified.in_reply_to:
+            answered = self.repo.message(verified.in_reply_to)  # our request: its amount and rule set
+            request = answered.body if answered is not None and answered.direction == OUTBOUND else None
+        return enforce_reward(self.ctx.money_rules, verified.kind, verified.plain_body, request)
 
     def reject(self, raw: bytes, envelope: Mapping, rule: str, detail: str) -> ReceiveOutcome:
         sha = message_sha256(raw)

@@ -79,10 +79,18 @@ def relay_due(ctx: NodeContext, publisher, *, limit: int = DEFAULT_LIMIT, resend
     publish_many = _as_many(publisher)
     report = RelayReport()
     now = ctx.clock()
+    waiting: set[str] = set()
+    if busy is not None:
+        # Asked of the broker with no transaction open (on SQLite an open one holds every
+        # other writer of the node); the rows are read again below.
+        with ctx.store.transaction() as repo:
+            recipients = {row["recipient"] for row in repo.due_rows(now, limit, resends=resends,
+                                                                    message_ids=message_ids)
+                          if row["state"] == d.PUBLISHED}
+        waiting = {recipient for recipient in recipients if busy(recipient)}
     with ctx.store.transaction() as repo:
         due = repo.due_rows(now, limit, resends=resends, message_ids=message_ids)
-        if busy is not None:
-            waiting = {r for r in {row["recipient"] for row in due if row["state"] == d.PUBLISHED} if busy(r)}
+        if waiting:
             held = [row for row in due if row["state"] == d.PUBLISHED and row["recipient"] in waiting]
             if held:
                 # Not now, and not an attempt: look again after another receipt timeout.

@@ -15,13 +15,15 @@ from typing import Callable, Mapping
 from adapters.storage.exceptions import DuplicateRequest
 from adapters.storage.repository import NodeRepository
 from adapters.storage.writes import Writes
-from schemas.registry import RECEIPT
+from schemas.registry import RECEIPT, REWARD_PAYMENT
 from services.domain import delivery as d
 from services.domain.delivery import PENDING
 from services.domain.exceptions import DomainError, ReferralMismatch, UnknownMessage
 from services.domain.lifecycle import NEW, next_state
+from services.domain.money import REWARD_KINDS, enforce_reward
 from services.protocol.compose import SignedMessage
 from services.protocol.exceptions import ComposeError
+from services.protocol.rules import REWARD_RULE_BROKEN
 
 from .context import NodeContext
 from .records import OUTBOUND, message_row, outbox_row
@@ -68,6 +70,7 @@ class OutgoingBatch:
         else:
             new_state = next_state(kind, before, body)
             self._fanned_out[kind] = new_state
+        flagged = self._money_rules(kind, body, in_reply_to)
         now = self.ctx.clock()
         signed = self.ctx.composer.compose(kind, recipient, body, referral_id=self.referral_id,
                                            in_reply_to=in_reply_to, sent_at=now, seal=seal)
@@ -79,8 +82,23 @@ class OutgoingBatch:
                                     message_id=signed.message_id,
                                     detail={"kind": kind, "recipient": recipient, "sha256": signed.sha256,
                                             "from_state": before, "to_state": new_state})
+        if flagged is not None:
+            self.writes.audit_event(now, "message.flagged", referral_id=self.referral_id,
+                                    message_id=signed.message_id,
+                                    detail={"kind": kind, "rule": REWARD_RULE_BROKEN, "detail": flagged.detail})
         self.sent.append(signed)
         return signed
+
+    def _money_rules(self, kind: str, body: Mapping, in_reply_to: str | None):
+        """A reward amount that breaks the jurisdiction's rule is refused (RewardRuleBroken);
+        one the rule only flags is returned, to be audited."""
+        if self.ctx.money_rules is None or kind not in REWARD_KINDS:
+            return None
+        request = None
+        if kind == REWARD_PAYMENT and in_reply_to is not None:
+            answered = self.repo.message(in_reply_to)  # the request this payment answers
+            request = answered.body if answered is not None else None
+        return enforce_reward(self.ctx.money_rules, kind, body, request)
 
 
 def record_outbound(writes: Writes, signed: SignedMessage, now, *, needs_receipt: bool,

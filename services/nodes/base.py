@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import eventlet
@@ -61,14 +62,16 @@ class AgencyNode:
             else:
                 log.warning("%s: a batch of %d could not be stored; taking them one by one", ctx.agency,
                             len(deliveries), exc_info=True)
-                outcomes = [self._receive_alone(ctx, delivery) for delivery in deliveries]
-        if None in outcomes:
-            eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
+                # One by one, the receipts are committed pending and published from the outbox.
+                alone = dataclasses.replace(ctx, publishes_at_once=False)
+                outcomes = [self._receive_alone(alone, delivery) for delivery in deliveries]
         stored = [o for o in outcomes if o is not None]
         # The receipts now, not at the next tick: the new ones from memory, the same ones again
         # for duplicates (and after a batch taken one by one) read back.
         self._publish_committed(ctx, answers)
         self.flush_outbox(ctx, receiving.receipts_again(stored) if batched else receiving.receipts_to_publish(stored))
+        if None in outcomes:
+            eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
         return [o.__dict__ if o is not None else None for o in outcomes]
 
     def _publish_committed(self, ctx: NodeContext, rows: list[dict]):
@@ -88,7 +91,7 @@ class AgencyNode:
                 else:  # a standby: the process holding the lease publishes them, at its next tick
                     relay.put_back(ctx, rows, retry_at=ctx.clock())
         except Exception:  # committed: the timer's relay publishes it
-            log.exception("%s: publishing just after the commit failed; the relay will", ctx.agency)
+            log.exception("%s: publishing just after the commit failed; what was not taken goes out again at its receipt timeout (a receipt: when its message comes again)", ctx.agency)
 
     def _after_commit(self, ctx: NodeContext, sents: list[Sent]):
         return self._publish_committed(ctx, [relay.committed_row(m, needs_receipt=m.envelope["kind"] != "receipt")

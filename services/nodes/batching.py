@@ -106,7 +106,7 @@ class CallBatcher:
         try:
             published = group[0].after_commit(ctx, [r for r in results if isinstance(r, Sent)])
         except Exception:  # committed: the relay publishes it later
-            log.exception("%s: publishing just after the commit failed; the relay will", ctx.agency)
+            log.exception("%s: publishing just after the commit failed; what was not taken goes out again at its receipt timeout (a receipt: when its message comes again)", ctx.agency)
         start = 0
         for pending in group:
             pending.done.send((results[start:start + len(pending.calls)], published))
@@ -166,7 +166,7 @@ class PublishQueue:
                 try:
                     publish(ctx, rows)
                 except Exception:  # committed as handed over: resent at the receipt timeout
-                    log.exception("%s: publishing just after the commit failed; the relay will", ctx.agency)
+                    log.exception("%s: publishing just after the commit failed; what was not taken goes out again at its receipt timeout (a receipt: when its message comes again)", ctx.agency)
                 finally:
                     for event in answered:
                         event.send(None)

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from adapters.storage.office_tables import ObservedMessageRow, StepRow
@@ -21,9 +21,10 @@ from services.handlers.sending import store_outbound
 from services.protocol.exceptions import ComposeError, Rejection
 from services.protocol.signing_input import message_sha256
 
-from .model import OPEN, ObservedMessage, facts_of
+from .model import OPEN as STEP_OPEN, ObservedMessage, facts_of
+from .snapshot import LATE, OPEN, Marks, Snapshot, StepAt, snapshot
 from .stats import StatsReport, compute_stats
-from .tracking import ESCALATE, URGE as URGE_LEVEL, WARN, Tracker, level_of, to_observed, to_step
+from .tracking import ESCALATE, URGE as URGE_LEVEL, WARN, Tracker, to_observed, to_step
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ def act_on_due_steps(ctx: OfficeContext, now: datetime | None = None) -> list[di
     node = ctx.node
     now = now or node.clock()
     with node.store.transaction() as repo:
+        # Steps marked "calendar missing" get their limit once the calendar covers their year.
+        ctx.tracker.recount_calendar_missing(repo.session)
+    with node.store.transaction() as repo:
         actions = ctx.tracker.due_actions(repo.session, now, warn_before=ctx.warn_before,
                                           escalate_after=ctx.escalate_after)
     done = []
@@ -102,7 +106,7 @@ def act_on_due_steps(ctx: OfficeContext, now: datetime | None = None) -> list[di
 
 
 def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> dict | None:
-    if row is None or row.state != OPEN:
+    if row is None or row.state != STEP_OPEN:
         return None
     overdue = to_step(row).lateness_seconds(now)
     if level == WARN:
@@ -150,53 +154,84 @@ def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> d
             "recipient": signed.envelope["recipient"]}
 
 
-# -- views ---------------------------------------------------------------------------------------
-def step_view(row: StepRow, now: datetime) -> dict:
-    return {"step_id": row.step_id, "rule": row.rule, "referral_id": row.referral_id,
-            "late_agency": row.late_agency, "counterpart": row.counterpart,
-            "started_at": format_timestamp(row.started_at), "due_at": format_timestamp(row.due_at),
-            "state": row.state, "closed_at": format_timestamp(row.closed_at) if row.closed_at else None,
-            "overdue_seconds": to_step(row).lateness_seconds(now),
-            "level": level_of(row, now),
-            "urged_at": format_timestamp(row.urged_at) if row.urged_at else None,
-            "escalated_at": format_timestamp(row.escalated_at) if row.escalated_at else None}
+# -- views: every one reads a snapshot at as_of (snapshot.py) ------------------------------------
+def load(ctx: OfficeContext, referral_id: str | None = None):
+    """Everything the views need, as recorded: the observed messages that broke no rule, the
+    steps, and the office's marks on them (one read; ``referral_id`` narrows it to one referral)."""
+    with ctx.node.store.transaction() as repo:
+        session = repo.session
+        query = select(ObservedMessageRow).where(ObservedMessageRow.problem.is_(None))
+        steps_query = select(StepRow)
+        if referral_id is not None:
+            query = query.where(ObservedMessageRow.referral_id == referral_id)
+            steps_query = steps_query.where(StepRow.referral_id == referral_id)
+        messages = [to_observed(m) for m in session.scalars(query)]
+        steps, marks = [], {}
+        for row in session.scalars(steps_query):
+            steps.append(to_step(row))
+            marks[row.step_id] = Marks(row.warned_at, row.urged_at, row.escalated_at, row.note)
+    return messages, steps, marks
+
+
+def snapshot_at(ctx: OfficeContext, as_of: datetime, loaded=None, referral_id: str | None = None) -> Snapshot:
+    """What the office knew at ``as_of``: the one as-of computation (snapshot.snapshot)."""
+    messages, steps, marks = loaded if loaded is not None else load(ctx, referral_id)
+    return snapshot(messages, steps, as_of, rules=ctx.tracker.rules, marks=marks)
+
+
+def step_view(step: StepAt, warn_before: timedelta) -> dict:
+    """A step at its snapshot's ``as_of``. ``overdue_seconds``: how late an open step is at
+    as_of, or how late a closed one was closed (0 when not late); ``status``: on_time, late
+    (closed late), ended (by a closure, withdrawal or refusal) or open; ``open_overdue``."""
+    return {"step_id": step.step_id, "rule": step.rule, "referral_id": step.referral_id,
+            "late_agency": step.late_agency, "counterpart": step.counterpart,
+            "started_at": format_timestamp(step.started_at),
+            "due_at": format_timestamp(step.due_at) if step.due_at else None,
+            "calendar_missing": step.calendar_missing,
+            "state": step.state, "status": step.status,
+            "closed_at": format_timestamp(step.closed_at) if step.closed_at else None,
+            "overdue_seconds": step.overdue_seconds, "open_overdue": step.open_overdue,
+            "level": step.level(warn_before),
+            "urged_at": format_timestamp(step.urged_at) if step.urged_at else None,
+            "escalated_at": format_timestamp(step.escalated_at) if step.escalated_at else None}
+
+
+def overdue_views(ctx: OfficeContext, snap: Snapshot, *, include_warnings: bool = True) -> list[dict]:
+    """Steps open at the snapshot's as_of past their limit (and, with warnings, those within
+    ``warn_before`` of it), most late first."""
+    views = []
+    for step in snap.steps:
+        if step.status != OPEN:
+            continue
+        if step.open_overdue or (include_warnings and snap.as_of >= step.due_at - ctx.warn_before):
+            views.append(step_view(step, ctx.warn_before))
+    # Open steps with no limit (the calendar lacks their year): always shown, level calendar_missing.
+    views += [step_view(step, ctx.warn_before) for step in snap.calendar_missing if step.status == OPEN]
+    return sorted(views, key=lambda v: (-v["overdue_seconds"], v["due_at"] or "", v["step_id"]))
 
 
 def overdue(ctx: OfficeContext, as_of: datetime, *, include_warnings: bool = True) -> list[dict]:
-    """Open steps past their limit (and, with warnings, those nearing it), most late first."""
-    with ctx.node.store.transaction() as repo:
-        rows = repo.session.scalars(select(StepRow).where(StepRow.state == OPEN)).all()
-        views = []
-        for row in rows:
-            if as_of > row.due_at or (include_warnings and as_of >= row.due_at - ctx.warn_before):
-                view = step_view(row, as_of)
-                view["level"] = view["level"] or ("overdue" if as_of > row.due_at else "warning")
-                views.append(view)
-    return sorted(views, key=lambda v: (-v["overdue_seconds"], v["due_at"]))
+    """Open steps past their limit (and, with warnings, those nearing it) at ``as_of``."""
+    return overdue_views(ctx, snapshot_at(ctx, as_of), include_warnings=include_warnings)
 
 
-def referrals(ctx: OfficeContext, as_of: datetime, query: str | None = None, limit: int = 500) -> list[dict]:
-    """The most recently active referrals, newest first (two queries, whatever their number)."""
-    with ctx.node.store.transaction() as repo:
-        session = repo.session
-        ids = session.scalars(select(ObservedMessageRow.referral_id).group_by(ObservedMessageRow.referral_id)
-                              .order_by(func.max(ObservedMessageRow.sent_at).desc()).limit(limit)).all()
-        messages: dict[str, list[ObservedMessageRow]] = defaultdict(list)
-        for row in session.scalars(select(ObservedMessageRow).where(ObservedMessageRow.referral_id.in_(ids))
-                                   .order_by(ObservedMessageRow.sent_at)):
-            messages[row.referral_id].append(row)
-        steps: dict[str, list[StepRow]] = defaultdict(list)
-        for row in session.scalars(select(StepRow).where(StepRow.referral_id.in_(ids))):
-            steps[row.referral_id].append(row)
+def referral_views(snap: Snapshot, query: str | None = None, limit: int = 500) -> list[dict]:
+    """The referrals known at the snapshot's as_of, most recent activity first."""
+    messages = snap.referral_messages()
+    steps: dict[str, list[StepAt]] = defaultdict(list)
+    for step in snap.steps:
+        steps[step.referral_id].append(step)
+    ids = sorted(messages, key=lambda rid: (max(m.sent_at for m in messages[rid]), rid), reverse=True)[:limit]
     result = []
     for referral_id in ids:
-        seen, open_steps = messages[referral_id], [s for s in steps[referral_id] if s.state == OPEN]
+        seen, mine = messages[referral_id], steps[referral_id]
         first, last = seen[0], seen[-1]
         item = {"referral_id": referral_id, "opened_by": first.sender, "first_kind": first.kind,
                 "opened_at": format_timestamp(first.sent_at), "last_kind": last.kind,
                 "last_at": format_timestamp(last.sent_at), "messages": len(seen),
-                "open_steps": len(open_steps),
-                "overdue_steps": sum(1 for s in open_steps if as_of > s.due_at),
+                "open_steps": sum(1 for s in mine if s.status == OPEN),
+                "overdue_steps": sum(1 for s in mine if s.open_overdue),
+                "closed_late_steps": sum(1 for s in mine if s.status == LATE),
                 "reference": next((m.facts["clue_no"] for m in seen if (m.facts or {}).get("clue_no")), None)}
         if query and query.lower() not in " ".join(str(v) for v in item.values()).lower():
             continue
@@ -204,29 +239,32 @@ def referrals(ctx: OfficeContext, as_of: datetime, query: str | None = None, lim
     return result
 
 
+def referrals(ctx: OfficeContext, as_of: datetime, query: str | None = None, limit: int = 500) -> list[dict]:
+    return referral_views(snapshot_at(ctx, as_of), query, limit)
+
+
 def timeline(ctx: OfficeContext, referral_id: str, as_of: datetime) -> dict | None:
+    """One referral at ``as_of``: the messages known then (those that broke a rule too, with
+    the rule) and its steps as they stood."""
+    snap = snapshot_at(ctx, as_of, referral_id=referral_id)
     with ctx.node.store.transaction() as repo:
-        session = repo.session
-        messages = session.scalars(select(ObservedMessageRow).where(ObservedMessageRow.referral_id == referral_id)
-                                   .order_by(ObservedMessageRow.sent_at, ObservedMessageRow.observed_at)).all()
+        messages = [m for m in repo.session.scalars(
+            select(ObservedMessageRow).where(ObservedMessageRow.referral_id == referral_id)
+            .order_by(ObservedMessageRow.sent_at, ObservedMessageRow.observed_at))
+            if max(m.sent_at, m.observed_at) <= as_of]
         if not messages:
             return None
-        steps = session.scalars(select(StepRow).where(StepRow.referral_id == referral_id)
-                                .order_by(StepRow.started_at)).all()
         return {"referral_id": referral_id,
                 "events": [{"sent_at": format_timestamp(m.sent_at), "kind": m.kind, "sender": m.sender,
                             "recipient": m.recipient, "message_id": m.message_id, "in_reply_to": m.in_reply_to,
                             "sealed": m.sealed, "signature_ok": True, "problem": m.problem,
                             "facts": m.facts or {}} for m in messages],
-                "steps": [step_view(s, as_of) for s in steps]}
+                "steps": [step_view(s, ctx.warn_before) for s in sorted(
+                    snap.steps + snap.calendar_missing, key=lambda s: (s.started_at, s.step_id))]}
 
 
 def all_messages_and_steps(ctx: OfficeContext):
-    with ctx.node.store.transaction() as repo:
-        session = repo.session
-        messages = [to_observed(m) for m in session.scalars(
-            select(ObservedMessageRow).where(ObservedMessageRow.problem.is_(None)))]
-        steps = [to_step(s) for s in session.scalars(select(StepRow))]
+    messages, steps, _ = load(ctx)
     return messages, steps
 
 
@@ -239,4 +277,16 @@ def report(ctx: OfficeContext, messages, steps, period_from: datetime, period_to
            as_of: datetime) -> StatsReport:
     """The figures from messages and steps already loaded (see all_messages_and_steps)."""
     return compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
-                         agencies=list(ctx.agencies), tz=ctx.tracker.calendar.tz)
+                         agencies=list(ctx.agencies), tz=ctx.tracker.calendar.tz, rules=ctx.tracker.rules,
+                         fine_rules=ctx.tracker.fine_rules)
+
+
+def dashboard(ctx: OfficeContext, period_from: datetime, period_to: datetime, as_of: datetime) -> dict:
+    """Everything the dashboard shows at ``as_of``, from one read and one snapshot: the overdue
+    list, the statistics of the period and the referrals (so they cannot disagree)."""
+    messages, steps, marks = load(ctx)
+    report_ = compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
+                            agencies=list(ctx.agencies), tz=ctx.tracker.calendar.tz, rules=ctx.tracker.rules,
+                            fine_rules=ctx.tracker.fine_rules)
+    snap = snapshot_at(ctx, as_of, (messages, steps, marks))
+    return {"overdue": overdue_views(ctx, snap), "stats": report_.to_json(), "referrals": referral_views(snap)}

@@ -20,16 +20,15 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Mapping
 from urllib.parse import urlencode
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from services import config as c
 
+from . import templating
 from .accounts import AccountsError, AccountsFile, accounts_file, refuse_exposed_without_accounts
 from .sessions import FailedLogins, Session, Sessions
 
@@ -69,16 +68,9 @@ def _flag(value) -> bool:
     return bool(value)
 
 
-@lru_cache(maxsize=1)
-def _templates() -> Environment:
-    return Environment(loader=PackageLoader("services.office", "templates"), autoescape=True,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
 def render_login(*, next_path: str, name: str = "", error: str | None = None) -> str:
-    """The login page (``templates/login.html``, autoescaped)."""
-    return _templates().get_template("login.html").render(
-        next_path=next_path, name=name, error=error, login_path=LOGIN_PATH)
+    """The login page (``templates/login.html``, autoescaped: templating.environment)."""
+    return templating.render("login.html", next_path=next_path, name=name, error=error, login_path=LOGIN_PATH)
 
 
 def _page(text: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

@@ -45,22 +45,29 @@ class Step:
     referral_id: str
     start_message_id: str
     started_at: datetime
-    due_at: datetime
+    due_at: datetime | None   # None: "calendar missing", the limit is unknown
     late_agency: str          # who must act
     counterpart: str          # who waits for it
     state: str = OPEN
     closed_at: datetime | None = None
     closing_message_id: str | None = None
+    # The first year the count needed that the working-day calendar does not cover (due_at is
+    # then None); cleared when a later calendar covers it (Tracker.recount_calendar_missing).
+    calendar_missing: int | None = None
 
     def overdue_at(self, now: datetime) -> bool:
+        if self.due_at is None:
+            return False
         return (self.closed_at or now) > self.due_at
 
     def lateness_seconds(self, now: datetime) -> int:
+        if self.due_at is None:
+            return 0
         end = self.closed_at or now
         return max(0, int((end - self.due_at).total_seconds()))
 
     def on_time(self) -> bool | None:
-        """True/False once closed; None while open."""
-        if self.closed_at is None:
+        """True/False once closed; None while open, or when the limit is unknown."""
+        if self.closed_at is None or self.due_at is None:
             return None
         return self.closed_at <= self.due_at

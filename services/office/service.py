@@ -139,13 +139,13 @@ class JointOfficeBase:
         start, end = self._period(period_from, period_to, moment)
         return handlers.statistics(self.context(), start, end, moment).to_json()
 
-    @control_rpc
-    def referrals(self, query=None):
-        return handlers.referrals(self.context(), self.clock(), query)
+    @control_rpc(expected_exceptions=ValueError)
+    def referrals(self, query=None, as_of=None):
+        return handlers.referrals(self.context(), self._as_of(as_of), query)
 
-    @control_rpc
-    def timeline(self, referral_id):
-        return handlers.timeline(self.context(), referral_id, self.clock())
+    @control_rpc(expected_exceptions=ValueError)
+    def timeline(self, referral_id, as_of=None):
+        return handlers.timeline(self.context(), referral_id, self._as_of(as_of))
 
     @control_rpc
     def scan_now(self):
@@ -185,33 +185,53 @@ class JointOfficeBase:
     @http("GET", "/api/referrals")
     @_logged_in
     def api_referrals(self, request):
-        return _json(handlers.referrals(self.context(), self.clock(), request.args.get("q")))
+        try:
+            moment = self._as_of(request.args.get("as_of"))
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(handlers.referrals(self.context(), moment, request.args.get("q")))
 
     @http("GET", "/api/referrals/<string:referral_id>")
     @_logged_in
     def api_timeline(self, request, referral_id):
-        found = handlers.timeline(self.context(), referral_id, self.clock())
+        try:
+            moment = self._as_of(request.args.get("as_of"))
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        found = handlers.timeline(self.context(), referral_id, moment)
         return _json(found) if found else _json({"error": f"no referral {referral_id}"}, 404)
 
     @http("GET", "/dashboard")
     @_logged_in
     def page_dashboard(self, request):
-        ctx = self.context()
-        now = self.clock()
-        start, end = self._period(None, None, now)
+        """The dashboard at ``?as_of=T`` (default now), statistics of ``?from=&to=`` (default the
+        30 days before as_of): the same snapshot as ``/api/overdue`` and ``/api/stats`` at T."""
+        try:
+            moment = self._as_of(request.args.get("as_of"))
+            start, end = self._period(request.args.get("from"), request.args.get("to"), moment)
+            if moment < start:
+                raise ValueError("as_of must not precede from")
+        except ValueError as exc:
+            return _html(dashboard.render_error(str(exc)), 400)
+        shown = format_timestamp(moment.replace(microsecond=0))
         return _html(dashboard.render_dashboard(
-            office_name=OFFICE_NAME, as_of=format_timestamp(now.replace(microsecond=0)),
-            overdue=handlers.overdue(ctx, now), stats=handlers.statistics(ctx, start, end, now).to_json(),
-            referrals=handlers.referrals(ctx, now)))
+            office_name=OFFICE_NAME, as_of=shown, agency_names=self.agency_names,
+            link_as_of=shown if request.args.get("as_of") else None,
+            **handlers.dashboard(self.context(), start, end, moment)))
 
     @http("GET", "/dashboard/referrals/<string:referral_id>")
     @_logged_in
     def page_referral(self, request, referral_id):
-        now = self.clock()
-        found = handlers.timeline(self.context(), referral_id, now)
+        try:
+            moment = self._as_of(request.args.get("as_of"))
+        except ValueError as exc:
+            return _html(dashboard.render_error(str(exc)), 400)
+        found = handlers.timeline(self.context(), referral_id, moment)
         if not found:
             return _html(dashboard.render_not_found(f"no referral {referral_id}"), 404)
-        return _html(dashboard.render_referral(as_of=format_timestamp(now.replace(microsecond=0)), timeline=found))
+        shown = format_timestamp(moment.replace(microsecond=0))
+        return _html(dashboard.render_referral(as_of=shown, timeline=found, agency_names=self.agency_names,
+                                               link_as_of=shown if request.args.get("as_of") else None))
 
 
 def build_office_service(config: Mapping, *, clock=None) -> type:
@@ -232,6 +252,8 @@ def build_office_service(config: Mapping, *, clock=None) -> type:
 
     attributes = {
         "agencies": tuple(a for a in c.agency_codes(config) if a not in c.observer_codes(config)),
+        # The dashboard names agencies as the configuration does (AGENCIES: name_zh).
+        "agency_names": c.agency_names(config),
         "on_envelope": consume_envelopes(topology.queue(agency))(on_traffic),
         "scan": timer(interval=float(office[c.SCAN_INTERVAL_SECONDS]))(scan),
         # Urges are ordinary outbox messages: published, resent without a receipt, like any node's.

@@ -1,6 +1,12 @@
 """Opening and closing deadline steps from observed messages, and finding what is late.
 
 Plain Python over the office's tables; the clock and calendar are passed in.
+
+A step whose limit needs a day the working-day calendar does not cover is recorded with
+``due_at`` None and ``calendar_missing`` set to that year (calendar.CalendarMissing): never a
+guessed limit. It is never warned, urged or escalated; the views show it as
+``calendar_missing``; ``recount_calendar_missing`` gives it its limit once the calendar covers
+the year (after the office restarts with the new calendar file).
 """
 
 from __future__ import annotations
@@ -15,18 +21,21 @@ from sqlalchemy.orm import Session
 from adapters.crypto.timestamps import parse_timestamp
 from adapters.storage.office_tables import ObservedMessageRow, StepRow
 
-from .calendar import Calendar
+from .calendar import Calendar, CalendarMissing
 from .model import CLOSED, OPEN, ObservedMessage, Step
-from .rules import INTERVAL, RECIPIENT, REPLY, DeadlineRule
+from .rules import INTERVAL, RECIPIENT, REPLY, SENT_AT, DeadlineRule
 
 ENDS_REFERRAL = frozenset({"closure", "withdrawal"})
-# A closure is itself a message that must be receipted.
+# Steps a closure or withdrawal does not end: a receipt still due is still due.
 ANSWERS_STILL_DUE = frozenset({"receipt"})
 RECEIPT_KIND = "receipt"
 
 URGE = "urge"
 ESCALATE = "escalate"
 WARN = "warn"
+# The level shown for a step whose limit the calendar cannot count.
+CALENDAR_MISSING = "calendar_missing"
+MISSING_NOTE = "calendar missing"
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,8 @@ def to_step(row: StepRow) -> Step:
     return Step(step_id=row.step_id, rule=row.rule, referral_id=row.referral_id,
                 start_message_id=row.start_message_id, started_at=row.started_at, due_at=row.due_at,
                 late_agency=row.late_agency, counterpart=row.counterpart, state=row.state,
-                closed_at=row.closed_at, closing_message_id=row.closing_message_id)
+                closed_at=row.closed_at, closing_message_id=row.closing_message_id,
+                calendar_missing=row.calendar_missing)
 
 
 def to_observed(row: ObservedMessageRow) -> ObservedMessage:
@@ -49,10 +59,26 @@ def to_observed(row: ObservedMessageRow) -> ObservedMessage:
 
 
 class Tracker:
-    def __init__(self, rules: Sequence[DeadlineRule], calendar: Calendar):
+    """The office's rules: the deadline rules and the working-day calendar it counts them with,
+    and the fine rules its statistics check (``fine_rules``, services/domain/money.FineRule)."""
+
+    def __init__(self, rules: Sequence[DeadlineRule], calendar: Calendar, *, fine_rules: Sequence = ()):
         self.rules = list(rules)
         self.by_name = {rule.name: rule for rule in self.rules}
         self.calendar = calendar
+        self.fine_rules = tuple(fine_rules)
+
+    def due(self, rule: DeadlineRule, start: datetime) -> tuple[datetime | None, int | None]:
+        """The step's limit, or (None, year) when the calendar does not cover a day it needs."""
+        try:
+            return self.calendar.deadline(start, rule.limit, rule.unit, count_from=rule.count_from), None
+        except CalendarMissing as missing:
+            return None, missing.year
+
+    @staticmethod
+    def _missing_note(year: int) -> str:
+        return (f"{MISSING_NOTE}: the working-day calendar does not cover {year}, "
+                "so the limit is unknown (add the year's holiday notice to the calendar file)")
 
     # -- observing -------------------------------------------------------------------------
     def observe(self, session: Session, message: ObservedMessage, *, sha256: str,
@@ -69,6 +95,7 @@ class Tracker:
         if problem is None:
             self._close_steps(session, message)
             self._open_steps(session, message)
+            self._open_late_intervals(session, message)
         return True
 
     def _open_steps(self, session: Session, message: ObservedMessage) -> None:
@@ -84,9 +111,11 @@ class Tracker:
             if rule.type == INTERVAL:
                 self._interval_step(session, rule, message, step_id, late, counterpart)
                 continue
+            due_at, missing = self.due(rule, message.sent_at)
             row = StepRow(step_id=step_id, rule=rule.name, referral_id=message.referral_id,
                           start_message_id=message.message_id, started_at=message.sent_at,
-                          due_at=self.calendar.deadline(message.sent_at, rule.limit, rule.unit),
+                          due_at=due_at, calendar_missing=missing,
+                          note=self._missing_note(missing) if missing else None,
                           late_agency=late, counterpart=counterpart, state=OPEN)
             session.add(row)
             session.flush()
@@ -102,18 +131,62 @@ class Tracker:
                     break
 
     def _interval_step(self, session, rule, message, step_id, late, counterpart) -> None:
-        """A period that ended before the transfer was sent, read from its own body."""
+        """A period that ended when ``message`` was sent (or at a time its body gives): from a
+        time in its own body (``start_fact``), or from the latest earlier message of the
+        ``since`` kind addressed to its sender (a refusal the sender answers, the transfer the
+        police answer)."""
         try:
-            start = parse_timestamp(message.facts[rule.start_fact])
-            stop = message.sent_at if rule.stop_fact == "sent_at" else parse_timestamp(message.facts[rule.stop_fact])
+            if rule.since is not None:
+                since = self._since_message(session, rule, message)
+                if since is None:
+                    return  # nothing it follows is known (yet: _open_late_intervals)
+                start = since.sent_at
+            else:
+                start = parse_timestamp(message.facts[rule.start_fact])
+            stop = message.sent_at if rule.stop_fact == SENT_AT else parse_timestamp(message.facts[rule.stop_fact])
         except (KeyError, ValueError, TypeError):
             return  # a sealed or older body: nothing to measure
+        due_at, missing = self.due(rule, start)
         session.add(StepRow(step_id=step_id, rule=rule.name, referral_id=message.referral_id,
                             start_message_id=message.message_id, started_at=start,
-                            due_at=self.calendar.deadline(start, rule.limit, rule.unit), late_agency=late,
+                            due_at=due_at, calendar_missing=missing,
+                            note=self._missing_note(missing) if missing else None, late_agency=late,
                             counterpart=counterpart, state=CLOSED, closed_at=stop,
                             closing_message_id=message.message_id))
         session.flush()
+
+    @staticmethod
+    def _since_message(session: Session, rule: DeadlineRule, message: ObservedMessage) -> ObservedMessage | None:
+        rows = session.scalars(select(ObservedMessageRow).where(
+            ObservedMessageRow.referral_id == message.referral_id, ObservedMessageRow.kind == rule.since,
+            ObservedMessageRow.recipient == message.sender, ObservedMessageRow.problem.is_(None),
+            ObservedMessageRow.sent_at <= message.sent_at,
+            ObservedMessageRow.message_id != message.message_id)
+            .order_by(ObservedMessageRow.sent_at.desc(), ObservedMessageRow.message_id.desc()))
+        for row in rows:
+            if rule.since_matches(row.kind, row.facts or {}):
+                return to_observed(row)
+        return None
+
+    def _open_late_intervals(self, session: Session, message: ObservedMessage) -> None:
+        """``message`` may be where an interval starts whose ending message was observed first
+        (queues interleave): open the steps that were waiting for it."""
+        for rule in self.rules:
+            if rule.type != INTERVAL or not rule.since_matches(message.kind, message.facts):
+                continue
+            later = session.scalars(select(ObservedMessageRow).where(
+                ObservedMessageRow.referral_id == message.referral_id,
+                ObservedMessageRow.kind.in_(sorted(rule.starts_on)), ObservedMessageRow.sender == message.recipient,
+                ObservedMessageRow.problem.is_(None), ObservedMessageRow.sent_at >= message.sent_at,
+                ObservedMessageRow.message_id != message.message_id))
+            for row in later:
+                ending = to_observed(row)
+                step_id = f"{rule.name}:{ending.message_id}"
+                if not rule.opened_by(ending.kind, ending.recipient, ending.facts) or session.get(StepRow, step_id):
+                    continue
+                late, counterpart = ((ending.recipient, ending.sender) if rule.late == RECIPIENT
+                                     else (ending.sender, ending.recipient))
+                self._interval_step(session, rule, ending, step_id, late, counterpart)
 
     def _close_steps(self, session: Session, message: ObservedMessage) -> None:
         rows = session.scalars(select(StepRow).where(StepRow.referral_id == message.referral_id,
@@ -150,7 +223,8 @@ class Tracker:
             return False
         if rule.match == REPLY:
             return message.in_reply_to == row.start_message_id
-        return message.recipient == row.counterpart and message.sent_at >= row.started_at
+        to = rule.stop_recipients if rule.stop_recipients is not None else {row.counterpart}
+        return message.recipient in to and message.sent_at >= row.started_at
 
     @staticmethod
     def _close(row: StepRow, message: ObservedMessage) -> None:
@@ -159,10 +233,34 @@ class Tracker:
         row.closing_message_id = message.message_id
 
     # -- what is due ---------------------------------------------------------------------------
+    def recount_calendar_missing(self, session: Session) -> list[str]:
+        """Give the steps marked calendar missing their limit, where the calendar now covers
+        what they need (it is read when the office starts); the ids of those recounted."""
+        done = []
+        for row in session.scalars(select(StepRow).where(StepRow.calendar_missing.is_not(None))):
+            rule = self.by_name.get(row.rule)
+            if rule is None:
+                continue
+            due_at, missing = self.due(rule, row.started_at)
+            ours = row.note is None or row.note.startswith(MISSING_NOTE)
+            if missing is None:
+                row.due_at, row.calendar_missing = due_at, None
+                if ours:
+                    row.note = "limit counted when the calendar came to cover it"
+                done.append(row.step_id)
+            elif missing != row.calendar_missing:
+                row.calendar_missing = missing
+                if ours:
+                    row.note = self._missing_note(missing)
+        return done
+
     def due_actions(self, session: Session, now: datetime, *, warn_before: timedelta,
                     escalate_after: timedelta) -> list[DueAction]:
+        """Warnings, urges and escalations now due; a step without a limit (calendar missing)
+        has none."""
         actions = []
-        for row in session.scalars(select(StepRow).where(StepRow.state == OPEN).order_by(StepRow.due_at)):
+        for row in session.scalars(select(StepRow).where(StepRow.state == OPEN, StepRow.due_at.is_not(None))
+                                   .order_by(StepRow.due_at)):
             if now > row.due_at:  # an answer exactly at the limit is on time
                 if row.urged_at is None:
                     actions.append(DueAction(URGE, row.step_id))
@@ -174,6 +272,8 @@ class Tracker:
 
 
 def level_of(row: StepRow, now: datetime) -> str | None:
+    if row.due_at is None:
+        return CALENDAR_MISSING
     if row.escalated_at:
         return "escalated"
     if row.urged_at:

@@ -8,9 +8,12 @@ Fixture contract (the tests rely on nothing else):
   own handlers::
 
       {"office_name": str, "as_of": str, "overdue": [overdue item, ...], "stats": StatsReport JSON,
-       "referrals": [referral list item, ...], "timelines": {referral_id: timeline, ...}}
+       "referrals": [referral list item, ...], "timelines": {referral_id: timeline, ...},
+       "agency_names": {code: name_zh, ...}, "closed_late": [step view, ...], "first_sent_at": str}
 
-  with at least one overdue item, at least two referrals, and a timeline for every referral.
+  with at least one overdue item (open and past its limit), at least one step closed late (not
+  open, so not in ``overdue``), at least two referrals, a timeline for every referral, the
+  agency names of the configuration, and the moment the first message was sent.
 - ``dashboard_url`` returns the base URL (no trailing slash) of the office's HTTP gateway.
 - ``office_account`` returns ``(name, password)`` of a staff account of that office; every
   page and API route but ``/login`` needs a session, made by logging in with it.
@@ -81,6 +84,7 @@ def _fill(config, clock: FakeClock) -> None:
     def send(agency, kind, recipient, body, referral, at, reply_to=None):
         message = agents[agency].composer.compose(kind, recipient, body, referral_id=referral,
                                                   in_reply_to=reply_to, sent_at=at)
+        clock.now = at + timedelta(seconds=2)     # the office observes each message as it is sent
         handlers.observe(office, message.raw)
         return message
 
@@ -109,9 +113,11 @@ def _fill(config, clock: FakeClock) -> None:
     decision = send("public_security", "filing_decision", "medical_security",
                     story.filed(decided, "公(经)立字[2026]0533号"), done, decided, reply_to=clue.message_id)
     receipt("medical_security", decision, decided + timedelta(minutes=5))
-    handed = decided + timedelta(days=1)
-    send("medical_security", "materials_handover", "public_security", story.materials(handed, "公(经)立字[2026]0533号"),
-         done, handed)
+    # Handed over two days after the 3-day limit: a step closed late, not open, so not overdue.
+    handed = decided + timedelta(days=6)
+    handover = send("medical_security", "materials_handover", "public_security",
+                    story.materials(handed, "公(经)立字[2026]0533号"), done, handed)
+    receipt("public_security", handover, handed + timedelta(hours=2))
     judged = start + timedelta(days=15)
     send("court", "judgment", "medical_security", story.judgment(judged), done, judged)
 
@@ -168,13 +174,17 @@ def dashboard_sample(office_node) -> dict:
     config, clock = office_node
     office = office_context(config)
     referrals = handlers.referrals(office, clock.now)
+    timelines = {r["referral_id"]: handlers.timeline(office, r["referral_id"], clock.now) for r in referrals}
     return {
         "office_name": OFFICE_NAME,
         "as_of": format_timestamp(clock.now),
         "overdue": handlers.overdue(office, clock.now),
         "stats": handlers.statistics(office, clock.now - timedelta(days=30), clock.now, clock.now).to_json(),
         "referrals": referrals,
-        "timelines": {r["referral_id"]: handlers.timeline(office, r["referral_id"], clock.now) for r in referrals},
+        "timelines": timelines,
+        "agency_names": c.agency_names(config),
+        "closed_late": [s for t in timelines.values() for s in t["steps"] if s["status"] == "late"],
+        "first_sent_at": min(e["sent_at"] for t in timelines.values() for e in t["events"]),
     }
 
 

@@ -7,15 +7,13 @@ to a browser logged in through ``/login`` with ``office_account``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
-
-from services.office.dashboard import AGENCY_NAMES
 
 pytestmark = pytest.mark.browser
 
@@ -70,10 +68,82 @@ def test_overdue_steps_are_listed_with_agency_and_referral_link(browser, dashboa
         ]
         assert matching, f"no visible overdue row links to {item['referral_id']}"
         row = matching[0]
-        agency = AGENCY_NAMES.get(item["late_agency"], item["late_agency"])
+        agency = dashboard_sample["agency_names"].get(item["late_agency"], item["late_agency"])
         assert agency in row.text
         link = row.find_element(By.LINK_TEXT, item["referral_id"])
         assert link.get_attribute("href") == f"{dashboard_url}/dashboard/referrals/{item['referral_id']}"
+
+
+def _cell(row, testid) -> str:
+    return row.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]').text.strip()
+
+
+def test_open_overdue_and_closed_late_are_told_apart(browser, dashboard_url, dashboard_sample):
+    """A step closed late is not listed as overdue; the page counts it as closed late, in the
+    statistics, the on-time rates and the trend, apart from the steps open past their limit."""
+    _open_dashboard(browser, dashboard_url)
+    totals = dashboard_sample["stats"]["totals"]
+    late = dashboard_sample["closed_late"]
+    assert late and totals["steps_late"] >= 1 and totals["open_overdue_steps"] >= 1
+    listed = {r.get_attribute("data-step-id")
+              for r in browser.find_elements(By.CSS_SELECTOR, '[data-testid="overdue-row"]')}
+    assert not listed & {s["step_id"] for s in late}                      # closed late: not overdue
+    heading = browser.find_element(By.CSS_SELECTOR, "#overdue h2").text
+    assert "超期未办" in heading and "Open and overdue" in heading
+    assert browser.find_element(By.CSS_SELECTOR, '[data-testid="closed-late-count"]').text == str(totals["steps_late"])
+
+    row = browser.find_element(By.CSS_SELECTOR, '[data-testid="stats-totals"]')
+    assert _cell(row, "open-overdue") == str(totals["open_overdue_steps"])
+    assert _cell(row, "closed-late") == str(totals["steps_late"])
+    assert _cell(row, "on-time-rate") == f"{totals['on_time_rate'] * 100:.1f}%"
+
+    trend = dashboard_sample["stats"]["trend"]
+    note = browser.find_element(By.CSS_SELECTOR, '[data-testid="trend-note"]')
+    assert "open and overdue" in note.text and "closed late" in note.text
+    assert note.find_element(By.CSS_SELECTOR, '[data-testid="trend-open-overdue"]').text == str(
+        sum(d["steps_open_overdue"] for d in trend))
+    assert note.find_element(By.CSS_SELECTOR, '[data-testid="trend-closed-late"]').text == str(
+        sum(d["steps_closed_late"] for d in trend))
+    series = {b.get_attribute("data-series")
+              for b in browser.find_elements(By.CSS_SELECTOR, '[data-testid="trend-bar"]')}
+    assert series == {"bar-transfers", "bar-open-overdue", "bar-closed-late"}
+
+    # On-time rates per rule: the late handover is closed late there, not open overdue.
+    step = next(s for s in late if s["rule"] == "materials_handover")
+    rate_row = browser.find_element(By.CSS_SELECTOR, '[data-testid="on-time-row"][data-rule="materials_handover"]'
+                                                     f'[data-agency="{step["late_agency"]}"]')
+    assert _cell(rate_row, "on-time-closed-late") == "1" and _cell(rate_row, "on-time-open-overdue") == "0"
+
+    # Its referral's page says "closed late" for it.
+    browser.get(f"{dashboard_url}/dashboard/referrals/{step['referral_id']}")
+    shown = WebDriverWait(browser, WAIT).until(lambda d: d.find_element(
+        By.CSS_SELECTOR, f'[data-testid="step-row"][data-step-id="{step["step_id"]}"]'))
+    assert shown.get_attribute("data-status") == "late" and "closed late" in shown.text
+
+
+def test_the_dashboard_as_of_a_past_moment(browser, dashboard_url, dashboard_sample):
+    """``?as_of=`` shows what the office knew then: before the first message, nothing; at the
+    sample's moment, what the office's handlers say."""
+    first = _when(dashboard_sample["first_sent_at"])
+    before = (first - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    browser.get(f"{dashboard_url}/dashboard?as_of={before}")
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "referral-search"))
+    assert browser.find_element(By.CSS_SELECTOR, '[data-testid="overdue-empty"]').is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="referral-row"]') == []
+    assert browser.find_element(By.CSS_SELECTOR, '[data-testid="as-of"] time').get_attribute("datetime") == before
+
+    browser.get(f"{dashboard_url}/dashboard?as_of={dashboard_sample['as_of']}")
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "referral-search"))
+    rows = browser.find_elements(By.CSS_SELECTOR, '[data-testid="overdue-row"]')
+    assert sorted(r.get_attribute("data-step-id") for r in rows) == sorted(
+        s["step_id"] for s in dashboard_sample["overdue"])
+    # Links keep the moment.
+    link = rows[0].find_element(By.CSS_SELECTOR, "a.ref-link")
+    assert "as_of=" in link.get_attribute("href")
+
+    browser.get(f"{dashboard_url}/dashboard?as_of=yesterday")
+    body = WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.TAG_NAME, "body"))
+    assert "Bad request" in body.text and "RFC 3339" in body.text
 
 
 def test_trend_chart_is_drawn(browser, dashboard_url):
@@ -128,8 +198,9 @@ def test_clicking_a_referral_opens_its_timeline_in_order(browser, dashboard_url,
     # What the eye reads: the kind and who sent it to whom, in time order.
     for element, event in zip(shown, expected):
         assert event["kind"] in element.text
-        assert AGENCY_NAMES.get(event["sender"], event["sender"]) in element.text
-        assert AGENCY_NAMES.get(event["recipient"], event["recipient"]) in element.text
+        names = dashboard_sample["agency_names"]
+        assert names.get(event["sender"], event["sender"]) in element.text
+        assert names.get(event["recipient"], event["recipient"]) in element.text
     times = [e.find_element(By.TAG_NAME, "time").get_attribute("datetime") for e in shown]
     assert times == sorted(times, key=_when)
 

@@ -9,14 +9,19 @@ from html.parser import HTMLParser
 
 import pytest
 
+from services.config import agency_names, load_config
 from services.office.dashboard import (
     duration,
     local_time,
     render_dashboard,
+    render_error,
     render_not_found,
     render_referral,
     yuan,
 )
+
+# The agencies' names come from the configuration (AGENCIES: name_zh), as the office passes them.
+NAMES = agency_names(load_config(environ={}))
 
 HOSTILE = '<script>alert("x")</script>'
 HOSTILE_ID = '"><img src=x onerror=alert(1)>'
@@ -88,13 +93,14 @@ def _stats_row(agency: str, **values) -> dict:
             "transfers_sent", "transfers_received", "receipts_on_time", "receipts_late", "receipts_open",
             "decisions_on_time", "decisions_late", "decisions_open", "feedback_on_time", "feedback_late",
             "feedback_open", "cases_opened", "cases_refused", "referrals_received", "referrals_completed",
-            "open_overdue_steps", "max_overdue_seconds", "funds_recovered_fen",
+            "open_overdue_steps", "max_overdue_seconds", "funds_recovered_fen", "decisions_ended", "feedback_ended",
+            "steps_due", "steps_on_time", "steps_late", "max_seconds_late", "referrals_ended", "funds_to_recover_fen",
         ],
         0,
     )
     row.update(
-        agency=agency, completion_rate=None, median_seconds_to_receipt=None,
-        median_seconds_to_decision=None, median_seconds_to_feedback=None,
+        agency=agency, completion_rate=None, on_time_rate=None, median_seconds_to_receipt=None,
+        median_seconds_to_decision=None, median_seconds_to_feedback=None, median_seconds_late=None,
     )
     row.update(values)
     return row
@@ -116,8 +122,19 @@ OVERDUE = [
 ]
 
 TREND = [
-    {"day": f"2025-03-{d:02d}", "transfers": t, "steps_due": due, "steps_overdue": o}
-    for d, t, due, o in [(4, 1, 0, 1), (5, 3, 1, 1), (6, 0, 1, 1), (7, 2, 0, 2), (8, 4, 0, 2), (9, 1, 0, 2), (10, 1, 1, 3)]
+    {"day": f"2025-03-{d:02d}", "transfers": t, "steps_due": due, "steps_on_time": 0, "steps_closed_late": late,
+     "steps_ended_overdue": 0, "steps_open_overdue": o}
+    for d, t, due, late, o in [(4, 1, 1, 1, 0), (5, 3, 1, 0, 1), (6, 0, 1, 0, 1), (7, 2, 0, 0, 0), (8, 4, 0, 0, 0),
+                               (9, 1, 1, 0, 1), (10, 1, 0, 0, 0)]
+]
+
+ON_TIME = [
+    {"rule": "receipt", "agency": "public_security", "steps": 4, "on_time": 2, "late": 1, "ended": 0,
+     "ended_overdue": 0, "open": 1, "open_overdue": 1, "steps_due": 4, "on_time_rate": 0.5,
+     "median_seconds_late": 7200.0, "max_seconds_late": 7200},
+    {"rule": "receipt", "agency": "total", "steps": 4, "on_time": 2, "late": 1, "ended": 0, "ended_overdue": 0,
+     "open": 1, "open_overdue": 1, "steps_due": 4, "on_time_rate": 0.5, "median_seconds_late": 7200.0,
+     "max_seconds_late": 7200},
 ]
 
 STATS = {
@@ -137,6 +154,7 @@ STATS = {
                          completion_rate=0.25, open_overdue_steps=3, max_overdue_seconds=662400,
                          median_seconds_to_receipt=50400.0, funds_recovered_fen=128645000),
     "trend": TREND,
+    "on_time": ON_TIME,
 }
 
 REFERRALS = [
@@ -182,7 +200,7 @@ TIMELINE = {
 
 def _dashboard(**overrides) -> str:
     args = dict(office_name="联席会议办公室", as_of="2025-03-10T08:00:00Z", overdue=OVERDUE, stats=STATS,
-                referrals=REFERRALS)
+                referrals=REFERRALS, agency_names=NAMES)
     args.update(overrides)
     return render_dashboard(**args)
 
@@ -269,7 +287,7 @@ def test_trend_chart_is_an_accessible_svg_with_bars():
     assert svg["tag"] == "svg"
     assert svg["attrs"]["role"] == "img" and "Trend" in svg["attrs"]["aria-label"]
     bars = [e for e in _descendants(svg) if e["attrs"].get("data-testid") == "trend-bar"]
-    assert len(bars) == 2 * 7
+    assert len(bars) == 3 * 7
     for bar in bars:
         assert bar["tag"] == "rect"
         assert [c["tag"] for c in bar["children"]] == ["title"] and bar["text"]
@@ -277,7 +295,10 @@ def test_trend_chart_is_an_accessible_svg_with_bars():
     tallest = max(bars, key=lambda b: float(b["attrs"]["height"]))
     assert tallest["attrs"]["data-value"] == "4" and "2025-03-08" in tallest["text"]
     # Legend and axis titles.
-    assert "移送 transfers" in svg["text"] and "超期事项 overdue steps" in svg["text"]
+    assert "移送 transfers" in svg["text"] and "超期未办 open and overdue" in svg["text"]
+    assert "逾期办结 closed late" in svg["text"]
+    series = {b["attrs"]["data-series"] for b in bars}
+    assert series == {"bar-transfers", "bar-open-overdue", "bar-closed-late"}
     assert "件数 count" in svg["text"] and "日期 day" in svg["text"] and "03-04" in svg["text"]
 
 
@@ -308,13 +329,14 @@ def test_referral_list_has_search_box_rows_and_links():
 def test_hostile_values_are_escaped_everywhere():
     overdue = [dict(OVERDUE[0], referral_id=HOSTILE_ID, late_agency=HOSTILE, rule=HOSTILE, level=HOSTILE)]
     stats = dict(STATS, agencies=[_stats_row(HOSTILE, completion_rate=HOSTILE)],
-                 trend=[{"day": HOSTILE, "transfers": 2, "steps_due": 0, "steps_overdue": 1}])
+                 trend=[{"day": HOSTILE, "transfers": 2, "steps_due": 0, "steps_open_overdue": 1}],
+                 on_time=[dict(ON_TIME[0], rule=HOSTILE, agency=HOSTILE, on_time_rate=HOSTILE)])
     referrals = [dict(REFERRALS[0], referral_id=HOSTILE_ID, reference=HOSTILE, first_kind=HOSTILE)]
     html = _dashboard(office_name=HOSTILE, overdue=overdue, stats=stats, referrals=referrals)
     page = Page(html)
     assert page.errors == []
     assert "<script>alert" not in html and "<img" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html   # markupsafe's escapes
     assert len(page.by_tag("script")) == 1  # only our own
     assert not any(k.startswith("on") for e in page.elements for k in e["attrs"])
     # The hostile referral id is percent-encoded in the link, and shown escaped as its text.
@@ -367,7 +389,7 @@ def test_empty_states_render_without_error():
 
 
 def test_referral_timeline_in_time_order_with_badges_and_facts():
-    html = render_referral(as_of="2025-03-10T08:00:00Z", timeline=TIMELINE)
+    html = render_referral(as_of="2025-03-10T08:00:00Z", timeline=TIMELINE, agency_names=NAMES)
     page = Page(html)
     assert page.errors == []
     assert not page.by_tag("script")
@@ -396,6 +418,14 @@ def test_unknown_agency_codes_are_shown_as_is():
     timeline = dict(TIMELINE, events=[dict(TIMELINE["events"][0], sender="market_regulation")])
     html = render_referral(as_of="2025-03-10T08:00:00Z", timeline=timeline)
     assert "market_regulation" in Page(html).by_testid("timeline-event")[0]["text"]
+
+
+def test_a_bad_request_page_escapes_its_message():
+    html = render_error(f"{HOSTILE!r} is not an RFC 3339 UTC timestamp")
+    page = Page(html)
+    assert page.errors == [] and "<script>alert" not in html
+    (box,) = page.by_testid("error")
+    assert HOSTILE in box["text"] and "Bad request" in page.by_tag("h1")[0]["text"]
 
 
 def test_not_found_page():

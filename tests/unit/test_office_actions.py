@@ -27,6 +27,7 @@ from adapters.storage.tables import OUTBOUND, PENDING, RECEIPTED
 from services import bootstrap
 from services.config import load_config
 from services.handlers import receiving, sending
+from services.handlers.workflows import copy_notice_body
 from services.handlers.context import NodeContext
 from services.office import handlers
 from services.office.handlers import OfficeContext
@@ -95,17 +96,22 @@ class Bus:
             return repo.message(message_id).raw
 
     def refer(self, *, receipted: bool = True, at: datetime | None = None) -> str:
-        """A suspected-crime clue from the bureau to the police; returns its message id."""
+        """A suspected-crime clue from the bureau to the police, with its copy to the
+        procuratorate (receipted, so that only the police's steps stay open); returns the
+        transfer's message id."""
         if at is not None:
             self.clock.now = at
         body = sample_body("clue_transfer")
         body["team_reported_at"] = format_timestamp(self.clock() - timedelta(days=1))
         body["approved_at"] = format_timestamp(self.clock() - timedelta(hours=2))
         clue = sending.send(self.ms, "clue_transfer", PS, body)
+        copy = sending.send(self.ms, "copy_notice", PROC, copy_notice_body(clue, PS),
+                            referral_id=clue.envelope["referral_id"])
         if receipted:
             assert self.deliver(self.ps, clue.raw).status == receiving.OUTCOME_ACCEPTED
         else:
             self.office_observes(clue.raw)
+        assert self.deliver(self.proc, copy.raw).status == receiving.OUTCOME_ACCEPTED
         return clue.message_id
 
     def decide(self, referral_id: str, decision: str = "not_filed") -> str:
@@ -310,7 +316,7 @@ def test_a_late_answer_after_the_urge_closes_the_step(bus, clue_id):
 
 def test_overdue_lists_the_most_late_first_with_their_level(bus):
     a = bus.refer(at=T0)                                   # filing due 11-27T16:00Z
-    c = bus.refer(at=T0, receipted=False)                  # receipt due 11-25T09:00Z, filing 11-27T16:00Z
+    c = bus.refer(at=T0, receipted=False)                  # receipt due 11-25T10:00Z, filing 11-27T16:00Z
     b = bus.refer(at=T0 + timedelta(days=1))               # day 3 is Saturday: due end of Monday 11-30
     b_due = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
     assert bus.step(filing_step(b)).due_at == b_due
@@ -322,7 +328,7 @@ def test_overdue_lists_the_most_late_first_with_their_level(bus):
     assert views[3]["step_id"] == filing_step(b)
     assert len(views) == 4
     assert [v["overdue_seconds"] for v in views] == [
-        int((as_of - (T0 + timedelta(hours=24))).total_seconds()),
+        int((as_of - (T0 + timedelta(hours=25))).total_seconds()),  # 24 h from the next whole hour
         int((as_of - FILING_DUE).total_seconds()), int((as_of - FILING_DUE).total_seconds()), 0]
     assert [v["level"] for v in views] == ["overdue", "overdue", "overdue", "warning"]
     assert [v["late_agency"] for v in views] == [PS] * 4
@@ -352,7 +358,8 @@ def test_statistics_count_a_late_decision_once_and_reconcile(bus, clue_id):
     assert (police.decisions_on_time, police.decisions_late, police.decisions_open) == (1, 1, 0)
     assert (police.receipts_on_time, police.receipts_late, police.receipts_open) == (2, 0, 0)
     assert (police.cases_opened, police.cases_refused) == (1, 1)
-    assert (police.referrals_received, police.referrals_completed) == (2, 2)
+    # The refusal is the police's final answer; a case filed goes on (completed by its transfer).
+    assert (police.referrals_received, police.referrals_completed, police.referrals_pending) == (2, 1, 1)
     bureau = report.row(MS)
     assert bureau.transfers_sent == 2 and police.transfers_received == 2
     assert bureau.transfer_steps_on_time == 4 and bureau.feedback_open == 1     # materials after "filed"
@@ -363,9 +370,10 @@ def test_statistics_count_a_late_decision_once_and_reconcile(bus, clue_id):
         assert getattr(totals, name) == sum(getattr(row, name) for row in report.agencies), name
     assert totals.transfers_sent == totals.transfers_received == 2
     assert totals.decisions_late == 1
-    # Per clue: approve_transfer, transfer_after_approval, receipt, filing_decision; plus materials.
-    assert (totals.steps_on_time, totals.steps_late, totals.steps_open) == (7, 1, 1)
-    assert totals.steps_on_time + totals.steps_late + totals.steps_open == 2 * 4 + 1
+    # Per clue: approve_transfer, transfer_after_approval, receipt, filing_decision, and its copy
+    # (copy_to_procuratorate, the copy's receipt); plus materials.
+    assert (totals.steps_on_time, totals.steps_late, totals.steps_open) == (11, 1, 1)
+    assert totals.steps_on_time + totals.steps_late + totals.steps_open == 2 * 6 + 1
     data = report.to_json()
     assert data["totals"]["decisions_late"] == 1
 

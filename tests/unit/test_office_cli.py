@@ -36,11 +36,12 @@ from services.config import agency_codes, load_config
 from services.office import handlers
 from services.office.stats import ADDITIVE_FIELDS
 from services.bootstrap import node_agencies
+from services.handlers.workflows import copy_notice_body
 from tests.fixtures.bodies import sample_body
 from tests.fixtures.keys import FakeClock
 
 UTC = timezone.utc
-MS, PS, OFFICE = "medical_security", "public_security", "joint_office"
+MS, PS, PROC, OFFICE = "medical_security", "public_security", "procuratorate", "joint_office"
 
 REFERRAL_A = "3a1f0e9c-1b2d-4c3e-8f40-5a6b7c8d9e01"
 REFERRAL_B = "4b2e1f0d-2c3e-4d4f-9a51-6b7c8d9e0f12"
@@ -77,6 +78,7 @@ class Observer:
         self.office = bootstrap.office_context(config, clock=self.clock, store=self.store)
         self.bureau, _ = settings.protocol_for(config, MS, clock=self.clock)
         self.police, _ = settings.protocol_for(config, PS, clock=self.clock)
+        self.procuratorate, _ = settings.protocol_for(config, PROC, clock=self.clock)
 
     def observe(self, signed):
         assert handlers.observe(self.office, signed.raw)["status"] == "observed"
@@ -88,6 +90,13 @@ class Observer:
         body["approved_at"] = "2026-09-28T05:00:00Z"
         clue = self.observe(self.bureau.compose("clue_transfer", PS, body, referral_id=referral_id,
                                                 sent_at=sent_at))
+        # Its copy to the procuratorate (抄送), as the bureau's node sends it, receipted.
+        copy = self.observe(self.bureau.compose("copy_notice", PROC, copy_notice_body(clue, PS),
+                                                referral_id=referral_id, sent_at=sent_at))
+        self.observe(self.procuratorate.compose(
+            "receipt", MS, {"status": "accepted", "message_sha256": copy.sha256, "received_at": sent_at,
+                            "reason_codes": []},
+            referral_id=referral_id, in_reply_to=copy.message_id, sent_at=sent_at + timedelta(minutes=1)))
         if receipted:
             receipt = {"status": "accepted", "message_sha256": clue.sha256, "received_at": sent_at,
                        "reason_codes": []}

@@ -1,0 +1,1 @@
+"""Revisions: node_NNNN (branch ``node``) and office_NNNN (branch ``office``)."""
