@@ -35,12 +35,17 @@ CONTROL_URI = "CONTROL_URI"
 USER_PREFIX = "USER_PREFIX"
 CREDENTIALS_DIR = "CREDENTIALS_DIR"
 ADMIN_URI = "ADMIN_URI"
+# host:port of every member of a broker cluster, comma-separated: they replace the host and
+# port of BUS_URI and CONTROL_URI (each becomes a failover list; settings.amqp_addresses).
+ADDRESSES = "ADDRESSES"
 
 # Keys under TRANSPORT.
 EXCHANGE = "EXCHANGE"
 DEAD_LETTER_EXCHANGE = "DEAD_LETTER_EXCHANGE"
 QUEUE_TYPE = "QUEUE_TYPE"
 DELIVERY_LIMIT = "DELIVERY_LIMIT"
+QUORUM_GROUP_SIZE = "QUORUM_GROUP_SIZE"
+CONTROL_QUEUE_TYPE = "CONTROL_QUEUE_TYPE"
 
 # Keys under DELIVERY.
 RELAY_INTERVAL_SECONDS = "RELAY_INTERVAL_SECONDS"
@@ -51,7 +56,10 @@ PUBLISH_RETRY_SECONDS = "PUBLISH_RETRY_SECONDS"
 SEAL_BODIES = "SEAL_BODIES"
 BATCH_SIZE = "BATCH_SIZE"
 LEASE_SECONDS = "LEASE_SECONDS"
+WORKERS = "WORKERS"
 
+# The agency nodes' own HTTP port (metrics and health probes), under NODE: HTTP_ADDRESS.
+NODE = "NODE"
 OFFICE = "OFFICE"
 OBSERVERS = "OBSERVERS"
 
@@ -162,6 +170,20 @@ def database_url(config: Mapping, agency: str) -> str:
     """The node's own database URL, with {data_dir} and {agency} filled in."""
     data_dir = str(Path(config[DATA_DIR]).expanduser().resolve())
     return str(config[DATABASE_URL]).replace("{data_dir}", data_dir).replace("{agency}", agency)
+
+
+def node_http_address(config: Mapping, agency: str) -> str | None:
+    """Where ``agency``'s node serves /metrics, /health and /ready: ``NODE.HTTP_ADDRESS``
+    (``host:port``) with the port moved up by the agency's place in AGENCIES (0 for the
+    first), so the nodes of one process (the demo) each get a port of their own; None when
+    the address is empty (no HTTP port)."""
+    address = str((config.get(NODE) or {}).get(HTTP_ADDRESS) or "").strip()
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"{NODE}.{HTTP_ADDRESS} must be host:port, not {address!r}")
+    return f"{host or '127.0.0.1'}:{int(port) + agency_codes(config).index(agency)}"
 
 
 def observer_codes(config: Mapping) -> list[str]:

@@ -116,9 +116,14 @@ class Demo:
         referral = sent["referral_id"]
         self._wait_observed(referral, "filing_decision")
         step = next(s for s in self.rpc.joint_office.timeline(referral)["steps"] if s["rule"] == "filing_decision")
-        if step["due_at"] is None:  # the count reaches into a year the working-day calendar lacks
-            raise DemoFailure(f"the filing decision has no limit: the office's calendar does not cover "
-                              f"{step.get('calendar_missing')} (see `cluebus calendar check`)")
+        if step["due_at"] is None:
+            # The count reaches into a year the working-day calendar lacks: the office does not
+            # guess a limit, so there is nothing to be late for and nobody to urge.
+            self.out(f"    the office's working-day calendar does not cover {step.get('calendar_missing')}: "
+                     f"the step is marked calendar missing, with no limit and no urge "
+                     f"(see `cluebus calendar check`)")
+            self.referrals.append(("transfer whose limit the calendar cannot count", referral))
+            return referral
         self.out(f"    the police must decide within 3 days (Decree 310 art. 8): by {step['due_at']}, "
                  f"counted as the law counts days; nobody answers...")
         due = datetime.strptime(step["due_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from nameko.constants import MAX_WORKERS_CONFIG_KEY
 from nameko.timer import timer
 
 from services import config as c
@@ -14,6 +15,7 @@ from .base import CALLER_ERRORS, AgencyNode
 from .dependencies import Clock
 from .entrypoints import (BATCH_SIZE_KEY, BUS_CONNECTION_KEY, BUS_USER_KEY, BUS_USERS_KEY, consume_envelopes,
                           control_rpc)
+from .probes import node_routes
 from .roles import FOLLOW_UP, REFER, REPLY, ROLE_ACTIONS, START, Action
 
 
@@ -81,6 +83,8 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     }
     if clock is not None:
         attributes["clock"] = Clock(clock)
+    if c.node_http_address(config, agency):  # /metrics, /health, /ready on the node's own port
+        attributes.update(node_routes())
     for action in ROLE_ACTIONS.get(agency, ()):
         attributes[action.name] = _role_method(action)
         if action.mode == REFER:
@@ -92,7 +96,8 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
 def container_config(config: Mapping, agency: str, credentials=None) -> dict:
     """What ``agency``'s Nameko container runs with: our configuration, its control plane as
     Nameko's AMQP_URI (RPC, timers), its bus connection for envelopes, the bus user names of
-    every agency (to tell who published a delivery), and the office's HTTP address.
+    every agency (to tell who published a delivery), and its HTTP address (the office's
+    dashboard; an agency node's probes, NODE.HTTP_ADDRESS, when it has them).
 
     The URIs hold the agency's broker passwords: this dict is never logged or printed."""
     names = settings.broker_names(config)
@@ -103,4 +108,6 @@ def container_config(config: Mapping, agency: str, credentials=None) -> dict:
             BUS_USER_KEY: credentials.bus.user,
             BUS_USERS_KEY: {names.bus_user(a): a for a in c.agency_codes(config)},
             BATCH_SIZE_KEY: int(config[c.DELIVERY].get(c.BATCH_SIZE, 200)),
-            "WEB_SERVER_ADDRESS": config.get(c.OFFICE, {}).get(c.HTTP_ADDRESS, "127.0.0.1:8000")}
+            MAX_WORKERS_CONFIG_KEY: int(config[c.DELIVERY].get(c.WORKERS, 50)),
+            "WEB_SERVER_ADDRESS": ((agency not in c.observer_codes(config) and c.node_http_address(config, agency))
+                                   or config.get(c.OFFICE, {}).get(c.HTTP_ADDRESS, "127.0.0.1:8000"))}
