@@ -19,6 +19,7 @@ from services.protocol.exceptions import ComposeError
 from .batching import CallBatching, Publishing
 from .dependencies import CallerRequest, Clock, NodeDatabase, NodeProtocol, NodeTransport
 from .entrypoints import control_rpc
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class AgencyNode:
     call = CallerRequest()
     calls = CallBatching()
     publishing = Publishing()
+    metrics = Metrics()
 
     def context(self) -> NodeContext:
         return bootstrap.node_context(self.protocol, self.store, self.clock, publishes_at_once=True)
@@ -70,6 +72,7 @@ class AgencyNode:
         # for duplicates (and after a batch taken one by one) read back.
         self._publish_committed(ctx, answers)
         self.flush_outbox(ctx, receiving.receipts_again(stored) if batched else receiving.receipts_to_publish(stored))
+        self.metrics.batch_received(outcomes)
         if None in outcomes:
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
         return [o.__dict__ if o is not None else None for o in outcomes]
@@ -88,6 +91,7 @@ class AgencyNode:
                     fresh = [row for row in rows if row["message_id"] not in transport.published]
                     report = relay.publish_committed(ctx, transport.publisher, fresh)
                     transport.published.add(report.published)
+                    self.metrics.relay_report(report, {row["message_id"]: row["kind"] for row in fresh})
                 else:  # a standby: the process holding the lease publishes them, at its next tick
                     relay.put_back(ctx, rows, retry_at=ctx.clock())
         except Exception:  # committed: the timer's relay publishes it
@@ -130,6 +134,7 @@ class AgencyNode:
                     report = relay.relay_due(ctx, transport.publisher, resends=not transport.backlogged(ctx.agency),
                                              busy=transport.backlogged)
                 transport.published.add(report.published)
+                self.metrics.relay_report(report)
                 return report
         except Exception:  # the timer will try again; the outbox keeps everything
             log.exception("%s: outbox relay failed", ctx.agency)

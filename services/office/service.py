@@ -23,6 +23,9 @@ from services import settings
 from services.nodes.base import REQUEUE_PAUSE_SECONDS, AgencyNode
 from services.nodes.dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
 from services.nodes.entrypoints import consume_envelopes, control_rpc
+from services.nodes.metrics import Metrics
+from services.nodes.probes import (HEALTH_PATH, METRICS_PATH, READY_PATH, health_response, metrics_response,
+                                   ready_response)
 
 from . import dashboard, handlers
 from .login import LoginApi, login_api
@@ -65,6 +68,9 @@ def _logged_in(route):
     return guarded
 
 
+# Callers that may read /metrics without a login: the office's own machine.
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
 # Pages and data that need a login are never to be kept by a browser or a proxy.
 _PRIVATE = {"Cache-Control": "no-store"}
 
@@ -87,6 +93,7 @@ class JointOfficeBase:
     clock = Clock()
     rules = OfficeRules()
     login = OfficeLogin()
+    metrics = Metrics()
 
     # The outbox relay is the agency node's, unchanged: urges are ordinary signed messages.
     flush_outbox = AgencyNode.flush_outbox
@@ -105,6 +112,7 @@ class JointOfficeBase:
             except Exception:
                 log.exception("office: could not record an observed message; it will be redelivered")
                 results.append(None)
+        self.metrics.batch_received(results)
         if None in results:
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)
         if any(r and r.get("receipt") for r in results):
@@ -163,6 +171,24 @@ class JointOfficeBase:
     @http("POST", "/logout")
     def post_logout(self, request):
         return self.login.log_out(request)
+
+    # -- HTTP probes: /health and /ready for anyone (they say nothing but "up"); /metrics (counts,
+    # no personal data) to a caller on the office's own machine (a local Prometheus) or logged in.
+    @http("GET", HEALTH_PATH)
+    def probe_health(self, request):
+        return health_response(self.name)
+
+    @http("GET", READY_PATH)
+    def probe_ready(self, request):
+        return ready_response(self.metrics)
+
+    @http("GET", METRICS_PATH)
+    def probe_metrics(self, request):
+        if request.remote_addr not in _LOOPBACK:
+            refused = self.login.refusal(request)
+            if refused is not None:
+                return refused
+        return metrics_response(self.metrics, self.clock())
 
     @http("GET", "/api/overdue")
     @_logged_in
