@@ -26,7 +26,8 @@ def topology(config: Mapping) -> Topology:
     return Topology(agencies=tuple(c.agency_codes(config)), exchange_name=transport[c.EXCHANGE],
                     dead_letter_exchange_name=transport[c.DEAD_LETTER_EXCHANGE],
                     queue_type=transport[c.QUEUE_TYPE], delivery_limit=int(transport[c.DELIVERY_LIMIT]),
-                    observers=tuple(c.observer_codes(config)))
+                    observers=tuple(c.observer_codes(config)),
+                    quorum_group_size=int(transport.get(c.QUORUM_GROUP_SIZE) or 0) or None)
 
 
 def broker_names(config: Mapping) -> BrokerNames:
@@ -44,15 +45,27 @@ def broker_plan(config: Mapping) -> BrokerPlan:
     return build_plan(topology(config), route_table(config), broker_names(config))
 
 
+def broker_hosts(config: Mapping) -> list[str]:
+    """BROKER.ADDRESSES as a list of host:port (empty: the URIs' own hosts)."""
+    return uris.split_hosts(config[c.BROKER].get(c.ADDRESSES))
+
+
+def bus_address(config: Mapping) -> str:
+    """The bus URI without credentials: one address per member of BROKER.ADDRESSES when it
+    lists any (kombu's ``;`` failover list), else BROKER.BUS_URI as written."""
+    return uris.with_addresses(str(config[c.BROKER][c.BUS_URI]), broker_hosts(config))
+
+
 def control_address(config: Mapping, agency: str) -> str:
-    """The agency's control-plane URI without credentials."""
-    return str(config[c.BROKER][c.CONTROL_URI]).replace("{agency}", agency)
+    """The agency's control-plane URI without credentials (a failover list likewise)."""
+    uri = str(config[c.BROKER][c.CONTROL_URI]).replace("{agency}", agency)
+    return uris.with_addresses(uri, broker_hosts(config))
 
 
 def bus_uri(config: Mapping, agency: str, credentials: AgencyCredentials | None = None) -> str:
     """The bus URI with ``agency``'s own bus account (read from its credentials file)."""
     account = (credentials or credential_store(config).load(agency)).bus
-    return uris.with_credentials(config[c.BROKER][c.BUS_URI], account.user, account.password)
+    return uris.with_credentials(bus_address(config), account.user, account.password)
 
 
 def control_uri(config: Mapping, agency: str, credentials: AgencyCredentials | None = None) -> str:

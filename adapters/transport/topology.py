@@ -31,6 +31,8 @@ class Topology:
     delivery_limit: int = 20
     # Observers get every agency's traffic (and what is addressed to them), key by key.
     observers: tuple[str, ...] = ()
+    # Replicas of each quorum queue when it is made (None: the broker's default).
+    quorum_group_size: int | None = None
 
     @property
     def exchange(self) -> Exchange:
@@ -57,7 +59,11 @@ class Topology:
         return [self.binding_key(agency)]
 
     def _type_arguments(self) -> dict:
-        return {"x-queue-type": QUORUM} if self.queue_type == QUORUM else {}
+        if self.queue_type != QUORUM:
+            return {}
+        if self.quorum_group_size:
+            return {"x-queue-type": QUORUM, "x-quorum-initial-group-size": int(self.quorum_group_size)}
+        return {"x-queue-type": QUORUM}
 
     def queue(self, agency: str) -> Queue:
         # Dead letters are keyed by the queue they left, so each lands in its own agency's

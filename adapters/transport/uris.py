@@ -42,6 +42,24 @@ def without_credentials(uri: str) -> str:
     return FAILOVER_SEPARATOR.join(parts)
 
 
+def with_addresses(uri: str, hosts: list[str]) -> str:
+    """``uri`` once per ``host:port`` of ``hosts`` (its first address with that host and port
+    instead of its own), ``;``-separated; ``uri`` itself when ``hosts`` is empty."""
+    if not hosts:
+        return uri
+    split = urlsplit(addresses(uri)[0])
+    userinfo = split.netloc.rsplit("@", 1)[0] + "@" if "@" in split.netloc else ""
+    return FAILOVER_SEPARATOR.join(urlunsplit(split._replace(netloc=f"{userinfo}{host}")) for host in hosts)
+
+
+def split_hosts(value) -> list[str]:
+    """``"h1:5672, h2:5673"`` (or a list) as ``["h1:5672", "h2:5673"]``."""
+    if not value:
+        return []
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(part).strip() for part in parts if str(part).strip()]
+
+
 def vhost(uri: str) -> str:
     """The virtual host of ``uri`` (of its first address): the unquoted path without its
     leading slash; an empty path is the default virtual host ``/``."""

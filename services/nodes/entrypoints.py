@@ -26,9 +26,12 @@ from nameko.messaging import QueueConsumer
 from nameko.amqp.publish import Publisher
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, LOGIN_METHOD_CONFIG_KEY,
                               NON_PERSISTENT, SERIALIZER_CONFIG_KEY)
-from nameko.rpc import Responder, Rpc, RpcConsumer, get_rpc_exchange
-from nameko.utils import sanitize_url
+from kombu import Queue
+from nameko.rpc import RPC_QUEUE_TEMPLATE, Responder, Rpc, RpcConsumer, get_rpc_exchange
 
+from adapters.transport.topology import QUORUM
+from adapters.transport.uris import without_credentials
+from services import config as c
 from services.handlers.receiving import Delivery
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,19 @@ class BusQueueConsumer(QueueConsumer):
         self.container.spawn_managed_thread(partial(provider.handle_raw, message), identifier=ident)
 
     def on_connection_error(self, exc, interval):
+        # without_credentials, not nameko's sanitize_url: that one leaves the passwords of
+        # every address of a failover list but the first in the log.
         log.warning("bus connection to %s failed (%s); retrying in %s s",
-                    sanitize_url(self.amqp_uri), exc, interval)
+                    without_credentials(self.amqp_uri), exc, interval)
+
+
+class ControlQueueConsumer(QueueConsumer):
+    """Nameko's queue consumer for the control plane's RPC, logging its broker addresses
+    without any password (nameko's own shows all but the first of a failover list's)."""
+
+    def on_connection_error(self, exc, interval):
+        log.warning("control connection to %s failed (%s); retrying in %s s",
+                    without_credentials(self.amqp_uri), exc, interval)
 
 
 def _bytes(body) -> bytes:
@@ -184,6 +198,21 @@ class _ReplyResponder(Responder):
 
 
 class ResilientRpcConsumer(RpcConsumer):
+    queue_consumer = ControlQueueConsumer()
+
+    def setup(self):
+        # TRANSPORT.CONTROL_QUEUE_TYPE "quorum": the RPC queue survives the loss of a minority
+        # of a broker cluster's nodes (a classic queue is gone while the node holding it is).
+        transport = self.container.config.get(c.TRANSPORT) or {}
+        if self.queue is None and transport.get(c.CONTROL_QUEUE_TYPE) == QUORUM:
+            service_name = self.container.service_name
+            self.queue = Queue(RPC_QUEUE_TEMPLATE.format(service_name), exchange=get_rpc_exchange(self.container.config),
+                               routing_key=f"{service_name}.*", durable=True,
+                               queue_arguments={"x-queue-type": QUORUM})
+            self.queue_consumer.register_provider(self)
+            self._registered = True
+        super().setup()
+
     def handle_result(self, message, result, exc_info):
         config = self.container.config
         responder = _ReplyResponder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import stat
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -176,3 +177,34 @@ def test_bus_user_names_map_back_to_agencies(config):
     assert names.agency_of_bus_user("cluebus.court.control", AGENCIES) is None
     assert names.agency_of_bus_user("guest", AGENCIES) is None
     assert names.agency_of_bus_user(None, AGENCIES) is None
+
+
+def test_a_list_of_broker_addresses_makes_both_planes_failover_lists(tmp_path):
+    config = c.load_config(environ={"CLUEBUS_CREDENTIALS_DIR": str(tmp_path / "credentials"),
+                                    "CLUEBUS_BROKER_ADDRESSES": "10.0.0.1:5672, 10.0.0.2:5673,10.0.0.3:5674"})
+    creds = provisioning.credentials_for_plan(config, settings.broker_plan(config))["court"]
+    bus = settings.bus_uri(config, "court", creds)
+    assert uris.addresses(bus) == [f"amqp://cluebus.court:{creds.bus.password}@10.0.0.{i}:{5671 + i}/cluebus"
+                                   for i in (1, 2, 3)]
+    control = uris.addresses(settings.control_uri(config, "court", creds))
+    assert [urlsplit(a).netloc.rsplit("@", 1)[1] for a in control] == ["10.0.0.1:5672", "10.0.0.2:5673", "10.0.0.3:5674"]
+    assert all(urlsplit(a).path == "/cluebus.court.control" for a in control)
+    assert settings.broker_names(config).bus_vhost == "cluebus"
+    assert creds.bus.password not in uris.without_credentials(bus)
+    # kombu takes the ;-separated list as one connection with alternates, in this order
+    from kombu import Connection
+    connection = Connection(bus)
+    assert [urlsplit(a).port for a in connection.alt] == [5672, 5673, 5674]
+
+
+def test_without_addresses_the_uris_are_used_as_written(config, tmp_path):
+    creds = provisioning.credentials_for_plan(config, settings.broker_plan(config))["court"]
+    assert uris.addresses(settings.bus_uri(config, "court", creds)) == [
+        f"amqp://cluebus.court:{creds.bus.password}@127.0.0.1:5672/cluebus"]
+
+
+def test_the_quorum_group_size_is_the_brokers_unless_configured(tmp_path, plan):
+    assert all("x-quorum-initial-group-size" not in q.arguments for q in plan.queues)
+    config = c.load_config(environ={"CLUEBUS_CREDENTIALS_DIR": str(tmp_path / "credentials"),
+                                    "CLUEBUS_QUORUM_GROUP_SIZE": "3"})
+    assert all(q.arguments["x-quorum-initial-group-size"] == 3 for q in settings.broker_plan(config).queues)
