@@ -1,4 +1,6 @@
-"""The broker topology, declared explicitly at start-up.
+"""The broker topology: what `cluebus broker setup` provisions (services/provisioning.py) and
+what a node checks with passive declares at start-up (check_provisioned); nodes declare
+nothing on the bus.
 
 - one durable topic exchange; routing key ``<recipient>.<kind>``;
 - one durable queue per agency, bound to ``<agency>.*`` (quorum where supported; an
