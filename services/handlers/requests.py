@@ -23,6 +23,10 @@ class RequestReused(DomainError):
     rule = rules.REQUEST_REUSED
 
 
+class RequestInvalid(DomainError):
+    rule = rules.REQUEST_INVALID
+
+
 @dataclass(frozen=True)
 class Request:
     request_id: str
@@ -31,7 +35,7 @@ class Request:
     def __post_init__(self):
         if not isinstance(self.request_id, str) or not self.request_id.strip() \
                 or len(self.request_id) > MAX_REQUEST_ID_LENGTH:
-            raise RequestReused(f"a request id is a non-blank string of at most "
+            raise RequestInvalid(f"a request id is a non-blank string of at most "
                                 f"{MAX_REQUEST_ID_LENGTH} characters")
 
 
