@@ -716,3 +716,155 @@ def seal(plaintext: bytes, nonce: bytes, sender_secret: bytes, recipient_public:
 
 def agencies_of(names: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
+
+
+# -- docs/evidence.md: evidence bundles (cluebus-evidence/1) -----------------------------------
+
+EVIDENCE_FORMAT = "cluebus-evidence/1"
+EVIDENCE_GENESIS = "0" * 64
+
+
+class RefEvidenceFailure(Exception):
+    pass
+
+
+def evidence_audit_hash(seq: int, at: str, event: str, referral_id: Any, message_id: Any,
+                        detail: Any, prev_hash: str) -> str:
+    """docs/evidence.md 3.7."""
+    return sha256_hex(jcs({"seq": seq, "at": at, "event": event, "referral_id": referral_id,
+                           "message_id": message_id, "detail": detail, "prev_hash": prev_hash}))
+
+
+def _exactly(value: Any, names: tuple, what: str) -> dict:
+    if not isinstance(value, dict) or set(value) != set(names):
+        raise RefEvidenceFailure(f"{what} does not have exactly its members")
+    return value
+
+
+def _evidence_one(data: bytes) -> dict:
+    """docs/evidence.md 3.1-3.7 on one file; its messages by id and its manifest."""
+    try:
+        doc = parse_json(data)
+    except RefRejection as exc:
+        raise RefEvidenceFailure(f"not JSON: {exc}") from None
+    _exactly(doc, ("format", "manifest", "manifest_signature", "messages", "audit", "keys"), "bundle")
+    if doc["format"] != EVIDENCE_FORMAT:
+        raise RefEvidenceFailure("wrong format")
+    try:
+        ring = RefKeyring({"format": "cluebus-keyring/1", "keys": doc["keys"]})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RefEvidenceFailure(f"keys: {exc}") from None
+    if len(ring.records) != len(doc["keys"]):
+        raise RefEvidenceFailure("a key is listed twice")
+    manifest = _exactly(doc["manifest"], ("format", "bundle_id", "referral_id", "exporter", "exported_at",
+                                          "signer_key_id", "messages", "audit_sha256", "keys_sha256"),
+                        "manifest")
+    try:
+        if manifest["format"] != EVIDENCE_FORMAT:
+            raise RefEvidenceFailure("wrong manifest format")
+        key = ring.key_for(manifest["signer_key_id"], agency=manifest["exporter"], algorithm="ed25519",
+                           at=parse_timestamp(manifest["exported_at"]))
+        signature = b64decode_canonical(doc["manifest_signature"])
+        signed = b"cluebus-evidence-manifest\x00cluebus-evidence/1\x00" + jcs(manifest)
+        VerifyKey(key.public_key).verify(signed, signature)
+    except (RefRejection, ValueError, BadSignatureError) as exc:
+        raise RefEvidenceFailure(f"manifest signature: {exc}") from None
+    if sha256_hex(jcs(doc["keys"])) != manifest["keys_sha256"]:
+        raise RefEvidenceFailure("keys do not match the manifest")
+    if sha256_hex(jcs(doc["audit"])) != manifest["audit_sha256"]:
+        raise RefEvidenceFailure("audit does not match the manifest")
+    if len(doc["messages"]) != len(manifest["messages"]):
+        raise RefEvidenceFailure("the manifest lists another number of messages")
+    held: dict[str, dict] = {}
+    verifier = RefVerifier(ring, frozenset(), receiver="")
+    for item, message in zip(manifest["messages"], doc["messages"]):
+        _exactly(message, ("message_id", "direction", "raw"), "message")
+        _exactly(item, ("message_id", "direction", "sha256"), "manifest message")
+        raw = b64decode_canonical(message["raw"])
+        if (item["message_id"], item["direction"], item["sha256"]) != \
+                (message["message_id"], message["direction"], sha256_hex(raw)):
+            raise RefEvidenceFailure(f"message {message['message_id']} does not match the manifest")
+        if message["message_id"] in held or message["direction"] not in ("in", "out"):
+            raise RefEvidenceFailure("a message is listed twice or has no direction")
+        try:
+            # Section 12 steps 1-9 only: agencies, routes, clock and sealed bodies are not checked.
+            accepted = verifier.verify(raw, parse_timestamp("0001-01-01T00:00:00Z"))
+        except RefRejection as exc:
+            if not exc.authenticated or exc.rule == "body.hash_mismatch":
+                raise RefEvidenceFailure(f"message {message['message_id']}: {exc}") from None
+            envelope = parse_json(raw)
+        else:
+            envelope = accepted.envelope
+        if envelope["message_id"] != message["message_id"] or envelope["referral_id"] != manifest["referral_id"]:
+            raise RefEvidenceFailure(f"message {message['message_id']}: wrong id or referral")
+        if (message["direction"] == "out") != (envelope["sender"] == manifest["exporter"]):
+            raise RefEvidenceFailure(f"message {message['message_id']}: wrong direction")
+        held[message["message_id"]] = {"envelope": envelope, "sha256": sha256_hex(raw),
+                                       "direction": message["direction"]}
+    for mid, message in held.items():
+        _ref_check_receipt(message["envelope"], held)
+    audit = _exactly(doc["audit"], ("head", "hashes", "entries"), "audit")
+    head, hashes = _exactly(audit["head"], ("seq", "hash"), "head"), audit["hashes"]
+    if len(hashes) != head["seq"] or (hashes[-1] if hashes else EVIDENCE_GENESIS) != head["hash"] \
+            or len(set(hashes)) != len(hashes):
+        raise RefEvidenceFailure("the chain's hashes do not end at its head")
+    last = 0
+    for entry in audit["entries"]:
+        _exactly(entry, ("seq", "at", "event", "referral_id", "message_id", "detail", "prev_hash", "hash"),
+                 "entry")
+        seq = entry["seq"]
+        if not _is_int(seq) or not last < seq <= head["seq"]:
+            raise RefEvidenceFailure(f"audit entry {seq} out of order or outside the chain")
+        last = seq
+        if entry["referral_id"] != manifest["referral_id"] \
+                or entry["prev_hash"] != (hashes[seq - 2] if seq > 1 else EVIDENCE_GENESIS) \
+                or entry["hash"] != hashes[seq - 1] \
+                or evidence_audit_hash(seq, entry["at"], entry["event"], entry["referral_id"],
+                                       entry["message_id"], entry["detail"], entry["prev_hash"]) != entry["hash"]:
+            raise RefEvidenceFailure(f"audit entry {seq} is not linked into the chain")
+        if entry["message_id"] is not None and entry["message_id"] not in held:
+            raise RefEvidenceFailure(f"audit entry {seq} names a message the bundle does not hold")
+    return {"manifest": manifest, "held": held}
+
+
+def _ref_check_receipt(envelope: dict, answered_in: Mapping[str, dict]) -> None:
+    """docs/evidence.md 3.6."""
+    if envelope["kind"] != "receipt" or envelope["in_reply_to"] not in answered_in:
+        return
+    answered = answered_in[envelope["in_reply_to"]]
+    if (envelope["sender"], envelope["recipient"]) != (answered["envelope"]["recipient"],
+                                                       answered["envelope"]["sender"]):
+        raise RefEvidenceFailure(f"receipt {envelope['message_id']} from the wrong agency")
+    if envelope["body_encoding"] == "plain" and envelope["body"].get("message_sha256") != answered["sha256"]:
+        raise RefEvidenceFailure(f"receipt {envelope['message_id']} does not bind to what it answers")
+
+
+def verify_evidence(files: list[bytes]) -> list[dict]:
+    """docs/evidence.md section 3 on one or more bundles of one referral: the merged timeline."""
+    bundles = [_evidence_one(data) for data in files]
+    if len({b["manifest"]["referral_id"] for b in bundles}) != 1:
+        raise RefEvidenceFailure("bundles of different referrals")
+    by_exporter = {}
+    for bundle in bundles:
+        by_exporter.setdefault(bundle["manifest"]["exporter"], bundle)
+    for a in bundles:
+        for b in bundles:
+            if a is b:
+                continue
+            for mid, message in a["held"].items():
+                if mid in b["held"] and b["held"][mid]["sha256"] != message["sha256"]:
+                    raise RefEvidenceFailure(f"message {mid} differs between bundles")
+                _ref_check_receipt(message["envelope"], b["held"])
+                side = by_exporter.get(message["envelope"]["recipient"])
+                if message["envelope"]["kind"] == "receipt" and side is b:
+                    answered = b["held"].get(message["envelope"]["in_reply_to"])
+                    if answered is None or answered["direction"] != "out":
+                        raise RefEvidenceFailure(f"receipt {mid} answers nothing its recipient sent")
+    steps: dict[str, dict] = {}
+    for bundle in bundles:
+        for mid, message in bundle["held"].items():
+            envelope = message["envelope"]
+            step = steps.setdefault(mid, {"message_id": mid, "kind": envelope["kind"],
+                                          "sent_at": parse_timestamp(envelope["sent_at"]), "held_by": {}})
+            step["held_by"][bundle["manifest"]["exporter"]] = message["direction"]
+    return sorted(steps.values(), key=lambda s: (s["sent_at"], s["kind"] == "receipt", s["message_id"]))
