@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable, Mapping
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from adapters.storage import migrations
 from adapters.storage.store import Store
 from services import config as c
 from services import settings
@@ -57,18 +62,68 @@ def money_rules(config: Mapping) -> MoneyRules | None:
     return load_money_rules(config.get(c.OFFICE))
 
 
-def open_store(config: Mapping, agency: str) -> Store:
+class DatabaseMissing(Exception):
+    """An agency's database is not there (a SQLite file never made, a PostgreSQL database
+    never created, or one without tables when asked not to create them): one line naming it
+    and what to do."""
+
+
+class DatabaseUnavailable(Exception):
+    """An agency's database cannot be opened (server down, refused login, ...): one line."""
+
+
+def open_store(config: Mapping, agency: str, *, create: bool = True) -> Store:
     """The agency's own database at this release's schema (the office's tables too, for the
     office). A new, empty database is created by the migrations; one behind this release
     raises DatabaseBehind (one line: run `cluebus db upgrade --agency AGENCY`), it is never
-    upgraded silently (adapters/storage/migrations)."""
-    store = Store(c.database_url(config, agency))
+    upgraded silently (adapters/storage/migrations).
+
+    ``create=False`` (the reading commands): a database that is not there, or has no tables
+    yet, raises DatabaseMissing instead of being made. A PostgreSQL database that does not
+    exist raises DatabaseMissing either way (a node does not create databases, only tables)."""
+    url = c.database_url(config, agency)
+    office = agency in c.observer_codes(config)
+    parsed = make_url(url)
+    if not create and _sqlite_file(parsed) and not Path(parsed.database).exists():
+        raise DatabaseMissing(f"no database for {agency} at {parsed.database}: has its node run here?")
+    store = Store(url)
     try:
-        store.ensure_schema(agency, office=agency in c.observer_codes(config))
+        try:
+            if not create:
+                with store.engine.connect() as connection:
+                    if all(s.revision is None for s in migrations.states(connection, office)):
+                        raise DatabaseMissing(f"the database of {agency} at {_shown(parsed)} has no tables: "
+                                              f"has its node run here?")
+            store.ensure_schema(agency, office=office)
+        except DBAPIError as exc:
+            raise _cannot_open(agency, parsed, exc) from None
     except BaseException:
         store.dispose()
         raise
     return store
+
+
+def _sqlite_file(parsed) -> bool:
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and parsed.database != ":memory:"
+
+
+def _shown(parsed) -> str:
+    return parsed.render_as_string(hide_password=True)
+
+
+def _cannot_open(agency: str, parsed, exc: DBAPIError) -> Exception:
+    """One line for a database that cannot be opened; for a PostgreSQL database that does not
+    exist, the command that creates it."""
+    args = getattr(exc.orig, "args", None) or ()
+    fields = args[0] if args and isinstance(args[0], dict) else {}
+    if "3D000" in (fields.get("C"), getattr(exc.orig, "pgcode", None)):  # invalid_catalog_name: no such database
+        where = [f"-h {parsed.host}" if parsed.host else "", f"-p {parsed.port}" if parsed.port else "",
+                 f"-U {parsed.username}" if parsed.username else ""]
+        command = " ".join(["createdb", *[w for w in where if w], parsed.database or ""])
+        return DatabaseMissing(f"the database {parsed.database} of {agency} does not exist on "
+                               f"{parsed.host or 'localhost'}:{parsed.port or 5432}: create it with `{command}`")
+    reason = fields.get("M") or (str(exc.orig).strip().splitlines() or [exc.__class__.__name__])[0]
+    return DatabaseUnavailable(f"cannot open the database of {agency} at {_shown(parsed)}: {reason}")
 
 
 def node_context(parts: NodeParts, store: TransactionFactory, clock: Clock, *,
@@ -81,10 +136,12 @@ def node_context(parts: NodeParts, store: TransactionFactory, clock: Clock, *,
 
 
 def offline_context(config: Mapping, agency: str, *, clock: Clock = utc_now,
-                    store: Store | None = None) -> NodeContext:
+                    store: Store | None = None, create: bool = True) -> NodeContext:
     """A node's context without a running node: for the CLI acting as that agency on its own
-    database. What it sends goes to the outbox and is published by the node's relay."""
-    return node_context(node_parts(config, agency, clock=clock), store or open_store(config, agency), clock)
+    database. What it sends goes to the outbox and is published by the node's relay.
+    ``create=False`` for reading: a database not there raises DatabaseMissing (open_store)."""
+    return node_context(node_parts(config, agency, clock=clock),
+                        store or open_store(config, agency, create=create), clock)
 
 
 def node_agencies(config: Mapping) -> list[str]:

@@ -12,13 +12,19 @@ import eventlet
 from nameko.runners import ServiceRunner
 
 from adapters.transport.credentials import CredentialsError
-from adapters.transport.topology import BusNotReady, check_provisioned
+from adapters.transport.topology import BusNotReady, check_control_plane, check_provisioned
 from services import settings
 from services.nodes.factory import build_node_service, container_config
 
 
 class BrokerUnreachable(Exception):
-    pass
+    """One line saying why an agency cannot use the bus; ``transient`` as BusNotReady's (a
+    broker that cannot be reached), False for configuration (credentials, virtual host,
+    provisioning)."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def check_bus(config: Mapping, agency: str, timeout: float = 5.0) -> None:
@@ -26,8 +32,20 @@ def check_bus(config: Mapping, agency: str, timeout: float = 5.0) -> None:
     what to do: no credentials, wrong password, no virtual host, not provisioned, no broker."""
     try:
         check_provisioned(settings.bus_uri(config, agency), settings.topology(config), agency, timeout=timeout)
-    except (CredentialsError, BusNotReady) as exc:
+    except CredentialsError as exc:
         raise BrokerUnreachable(str(exc)) from None
+    except BusNotReady as exc:
+        raise BrokerUnreachable(str(exc), transient=exc.transient) from None
+
+
+def check_control(config: Mapping, agency: str, timeout: float = 5.0) -> None:
+    """As check_bus, for ``agency``'s control plane (a node does not start without it)."""
+    try:
+        check_control_plane(settings.control_uri(config, agency), agency, timeout=timeout)
+    except CredentialsError as exc:
+        raise BrokerUnreachable(str(exc)) from None
+    except BusNotReady as exc:
+        raise BrokerUnreachable(str(exc), transient=exc.transient) from None
 
 
 class NodeGroup:

@@ -111,7 +111,16 @@ class Topology:
 
 
 class BusNotReady(Exception):
-    """The bus cannot be used as configured: one line saying why and what to do."""
+    """The bus cannot be used as configured: one line saying why and what to do.
+
+    ``transient``: the broker could not be reached at all (down, restarting, or a wrong
+    address or port: from here they look the same), so trying again later may succeed; a
+    refused account, a missing virtual host or an unprovisioned bus are configuration, which
+    waiting does not fix."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def check_provisioned(amqp_uri: str, topology: Topology, agency: str, *, timeout: float = 10.0) -> None:
@@ -120,17 +129,7 @@ def check_provisioned(amqp_uri: str, topology: Topology, agency: str, *, timeout
     where = without_credentials(amqp_uri)
     connection = Connection(amqp_uri, connect_timeout=timeout)
     try:
-        try:
-            connection.ensure_connection(max_retries=len(connection.alt or [None]), timeout=timeout)
-        except AccessRefused:
-            raise BusNotReady(f"the broker refused {agency}'s bus account at {where} (wrong password, "
-                              f"or the account does not exist: the bus operator runs `cluebus broker setup`)") from None
-        except NotAllowed:
-            raise BusNotReady(f"{agency}'s bus account may not open the virtual host of {where} (it does "
-                              f"not exist, or the account has no permission there: `cluebus broker setup`)") from None
-        except Exception as exc:
-            raise BusNotReady(f"cannot reach the bus at {where} ({exc.__class__.__name__}: {exc}); start "
-                              f"RabbitMQ (`rabbitmq-server -detached`) or check BROKER.BUS_URI") from None
+        _connect(connection, where, f"{agency}'s bus account", "the bus", "BROKER.BUS_URI", timeout)
         channel = connection.channel()
         for name, check in ((f"exchange {topology.exchange_name}",
                              lambda: channel.exchange_declare(topology.exchange_name, "topic", passive=True)),
@@ -143,3 +142,30 @@ def check_provisioned(amqp_uri: str, topology: Topology, agency: str, *, timeout
                                   f"the bus operator provisions it with `cluebus broker setup`") from None
     finally:
         connection.release()
+
+
+def check_control_plane(amqp_uri: str, agency: str, *, timeout: float = 10.0) -> None:
+    """Connect with ``agency``'s control account to its control plane (its own virtual host,
+    Nameko's RPC and timers). Raise BusNotReady, in one line, if it cannot."""
+    where = without_credentials(amqp_uri)
+    connection = Connection(amqp_uri, connect_timeout=timeout)
+    try:
+        _connect(connection, where, f"{agency}'s control account", "the control plane", "BROKER.CONTROL_URI",
+                 timeout)
+    finally:
+        connection.release()
+
+
+def _connect(connection: Connection, where: str, account: str, what: str, setting: str, timeout: float) -> None:
+    try:
+        connection.ensure_connection(max_retries=len(connection.alt or [None]), timeout=timeout)
+    except AccessRefused:
+        raise BusNotReady(f"the broker refused {account} at {where} (wrong password, "
+                          f"or the account does not exist: the bus operator runs `cluebus broker setup`)") from None
+    except NotAllowed:
+        raise BusNotReady(f"{account} may not open the virtual host of {where} (it does "
+                          f"not exist, or the account has no permission there: `cluebus broker setup`)") from None
+    except Exception as exc:
+        raise BusNotReady(f"cannot reach {what} at {where} ({exc.__class__.__name__}: {exc}); start "
+                          f"RabbitMQ (`rabbitmq-server -detached`) or check {setting}",
+                          transient=True) from None

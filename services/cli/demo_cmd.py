@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -66,8 +67,10 @@ def run_demo(args: argparse.Namespace) -> int:
             provisioning.remove(config)
         raise CommandError(f"could not start the nodes: {exc.__class__.__name__}: {exc}") from None
     dashboard = f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard"
-    print(f"  nodes running: {', '.join(agencies)}, and the joint office (dashboard {dashboard})")
+    print(f"  nodes running: {', '.join(agencies)}, and the joint office (dashboard {dashboard}"
+          f"{'' if args.stay else ', gone when the demo ends: use --stay to keep it'})")
     ok = False
+    referrals: list[tuple[str, str]] = []
     try:
         with ControlClients(config, c.agency_codes(config)) as rpc:
             demo = Demo(rpc, agencies, clock=clock)
@@ -76,6 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
             except DemoFailure as failure:
                 print(f"\ndemo failed: {failure}")
                 return 1
+            referrals = demo.referrals
             ok = demo.print_traces()
             print("")
             if args.stay:
@@ -92,7 +96,34 @@ def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
     print("")
     print("every message signed, receipted and verified" if ok else "SOME CHECKS FAILED (see above)")
+    if args.keep:
+        print("")
+        print(f"The demo's data is kept in {data_dir}. To inspect it (its own keys, databases and bus):")
+        for line in inspect_commands(config, referrals[0][1] if referrals else None, args.config):
+            print(f"  {line}")
     return 0 if ok else 1
+
+
+def inspect_environ(config: dict) -> dict[str, str]:
+    """The variables of the shipped configuration (services/cluebus.yaml) that make it the
+    demo's: its data directory, keys, databases, broker accounts and virtual hosts. Without
+    CLUEBUS_KEYS_DIR, `trace` would check the demo's signatures against other keys."""
+    broker = config[c.BROKER]
+    return {"CLUEBUS_DATA_DIR": str(config[c.DATA_DIR]), "CLUEBUS_KEYS_DIR": str(config[c.KEYS_DIR]),
+            "CLUEBUS_DATABASE_URL": str(config[c.DATABASE_URL]),
+            "CLUEBUS_CREDENTIALS_DIR": str(broker[c.CREDENTIALS_DIR]),
+            "CLUEBUS_BUS_URI": str(broker[c.BUS_URI]), "CLUEBUS_CONTROL_URI": str(broker[c.CONTROL_URI]),
+            "CLUEBUS_BROKER_USER_PREFIX": str(broker[c.USER_PREFIX]),
+            "CLUEBUS_OFFICE_ACCOUNTS_FILE": str(config[c.OFFICE][c.ACCOUNTS_FILE])}
+
+
+def inspect_commands(config: dict, referral: str | None, config_path: str | None = None) -> list[str]:
+    """Shell lines that look at a kept demo's data: the environment, then a verified trace."""
+    cluebus = "cluebus" + (f" --config {shlex.quote(config_path)}" if config_path else "")
+    exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in inspect_environ(config).items())
+    return [f"export {exports}",
+            f"{cluebus} trace {referral or 'REFERRAL_ID'}",
+            f"{cluebus} inbox --as public_security"]
 
 
 DEMO_ACCOUNT = "demo"

@@ -37,8 +37,8 @@ from adapters.transport import dead_letters
 from adapters.transport.credentials import CredentialsError
 from services.handlers.receiving import Delivery
 from services.handlers.requests import Request
-from services.bootstrap import node_agencies, offline_context, open_store
-from services.runner import BrokerUnreachable, check_bus, start_nodes
+from services.bootstrap import DatabaseMissing, DatabaseUnavailable, node_agencies, offline_context, open_store
+from services.runner import BrokerUnreachable, check_bus, check_control, start_nodes
 
 from .errors import CommandError
 
@@ -90,6 +90,12 @@ def register(commands) -> None:
             view.add_argument("--limit", type=int, default=50)
         view.set_defaults(handler=handler)
 
+    show = commands.add_parser("show", help="one stored message, verified again from its bytes, with its body")
+    show.add_argument("message_id")
+    _as(show)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=show_message)
+
     trace = commands.add_parser("trace", help="the verified timeline of a referral from node databases")
     trace.add_argument("referral_id")
     trace.add_argument("--as", dest="agency", help="one node's database (default: every node's found here)")
@@ -115,11 +121,15 @@ def _config_for(args, agency: str | None = None) -> dict:
     return config
 
 
-def _context(config, agency):
+def _context(config, agency, *, create: bool = True):
+    """The agency's context on its own database; reading commands pass ``create=False`` so
+    that they never make a database for an agency whose node never ran here."""
     try:
-        return offline_context(config, agency)
+        return offline_context(config, agency, create=create)
     except CryptoError as exc:
         raise CommandError(f"[{exc.rule}] {exc.detail}") from None
+    except (DatabaseMissing, DatabaseUnavailable) as exc:
+        raise CommandError(str(exc)) from None
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -131,6 +141,7 @@ def run_node(args: argparse.Namespace) -> int:
     _check_database(config, args.agency)
     try:
         check_bus(config, args.agency)
+        check_control(config, args.agency)
     except BrokerUnreachable as exc:
         raise CommandError(str(exc)) from None
     try:
@@ -174,7 +185,7 @@ def _check_database(config, agency: str) -> None:
     a new, empty one is created, as the node would at start-up."""
     try:
         open_store(config, agency).dispose()
-    except (DatabaseBehind, DatabaseUnrecognised) as exc:
+    except (DatabaseBehind, DatabaseUnrecognised, DatabaseMissing, DatabaseUnavailable) as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -208,7 +219,11 @@ def _read_body(path: str) -> dict:
     return body
 
 
-def _publish_now(config, ctx, sent) -> None:
+def _publish_now(config, ctx, sent) -> bool:
+    """Publish what was committed, if the bus can be used now. True when it was published or
+    it waits safely for a reason that passes (the broker cannot be reached, or the running
+    node's relay has it); False when it stays in the outbox for a reason waiting does not fix
+    (a refused account, a missing virtual host, an unprovisioned bus, a refused publication)."""
     for message in sent.summary["messages"]:
         print(f"  {message['kind']} {message['message_id']} → {message['recipient']}"
               f" (sha256 {message['sha256'][:16]}…)")
@@ -218,13 +233,18 @@ def _publish_now(config, ctx, sent) -> None:
         check_bus(config, ctx.agency, timeout=3)
     except (BrokerUnreachable, CredentialsError) as exc:
         print(f"  not published now: {exc}")
-        print("  kept in the outbox: the node's relay publishes it when it can")
-        return
+        if getattr(exc, "transient", False):
+            print("  kept in the outbox: the node's relay publishes it when the broker can be reached")
+            return True
+        print("  kept in the outbox, but this does not pass by waiting: fix the above, then the node's relay "
+              "publishes it")
+        print(f"cluebus: {ctx.agency}: committed but not published: {exc}", file=sys.stderr)
+        return False
     # One relay per node: a running node holds the relay lease and publishes it at once.
     lease = RelayLease(timedelta(seconds=float(config[c.DELIVERY].get(c.LEASE_SECONDS, 10))))
     if not lease.hold(ctx):
         print("  committed; to be published by the running node's relay (it holds the relay lease)")
-        return
+        return True
     publisher = EnvelopePublisher(settings.bus_uri(config, ctx.agency, credentials), settings.topology(config),
                                   credentials.bus.user)
     try:
@@ -237,6 +257,10 @@ def _publish_now(config, ctx, sent) -> None:
         print(f"  not published yet ({error}); kept in the outbox")
     if report.published:
         print(f"  published {len(report.published)} message(s); the receipt arrives at the running node")
+    if report.errors:
+        print(f"cluebus: {ctx.agency}: {len(report.errors)} message(s) committed but not published "
+              f"(see above; `cluebus outbox --as {ctx.agency}`)", file=sys.stderr)
+    return not report.errors
 
 
 def _request(args, action: str) -> Request:
@@ -273,8 +297,7 @@ def send_message(args: argparse.Namespace) -> int:
         print(f"{args.agency}: request {request.request_id} was done before; nothing new sent")
     else:
         print(f"{args.agency}: signed and committed {len(sent)} message(s)")
-    _publish_now(config, ctx, sent)
-    return 0
+    return 0 if _publish_now(config, ctx, sent) else 1
 
 
 def _sealing(config, choice: bool | None) -> bool:
@@ -296,8 +319,7 @@ def answer_message(args: argparse.Namespace) -> int:
     sent = _acting(lambda: workflows.reply(ctx, args.message_id, args.kind, body, seal=_sealing(config, args.seal),
                                            request=request))
     print(f"{args.agency}: {'already answered' if sent.repeated else 'answered'} {args.message_id}")
-    _publish_now(config, ctx, sent)
-    return 0
+    return 0 if _publish_now(config, ctx, sent) else 1
 
 
 # -- views -----------------------------------------------------------------------------------------
@@ -314,15 +336,59 @@ def _emit(rows, as_json: bool, line) -> int:
 
 
 def show_inbox(args) -> int:
-    ctx = _context(_config_for(args, args.agency), args.agency)
+    ctx = _context(_config_for(args, args.agency), args.agency, create=False)
     rows = queries.inbox(ctx, kind=args.kind, status=args.status, limit=args.limit)
     return _emit(rows, args.json, lambda r: (
         f"{r['sent_at']}  {r['message_id']}  {r['kind']:<28} from {r['sender']:<16} "
-        f"{r['status']}{' ' + ','.join(r['reason_codes']) if r['reason_codes'] else ''}  referral {r['referral_id']}"))
+        f"{r['status']}{' ' + ','.join(r['reason_codes']) if r['reason_codes'] else ''}  referral {r['referral_id']}"
+        f"{_headline(r.get('body'))}"))
+
+
+def _headline(body) -> str:
+    """What names the matter, when the body has it: the clue number and title, else a case
+    number (sealed or rejected messages have no body to read here)."""
+    if not isinstance(body, dict):
+        return ""
+    words = [str(body[key]) for key in ("clue_no", "title") if body.get(key)]
+    if not words and body.get("case_no"):
+        words = [str(body["case_no"])]
+    return f"  {' '.join(words)}" if words else ""
+
+
+def show_message(args) -> int:
+    ctx = _context(_config_for(args, args.agency), args.agency, create=False)
+    detail = queries.message_detail(ctx, args.message_id)
+    if detail is None:
+        raise CommandError(f"{args.agency} holds no message {args.message_id}")
+    if args.json:
+        json.dump(detail, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0 if detail["signature"]["ok"] else 1
+    signature = detail["signature"]
+    verdict = "signature ok" if signature["ok"] else f"signature FAILED [{signature['rule']}] {signature['detail']}"
+    print(f"{detail['kind']} {detail['message_id']} (schema {detail['schema_version']}): {verdict}")
+    print(f"  {detail['sender']} → {detail['recipient']}  ({'received' if detail['direction'] == 'in' else 'sent'} "
+          f"by {args.agency})")
+    print(f"  referral {detail['referral_id']}"
+          f"{'  in reply to ' + detail['in_reply_to'] if detail['in_reply_to'] else ''}")
+    print(f"  sent {detail['sent_at']}, stored {detail['stored_at']}")
+    print(f"  status {detail['status']}{' ' + ','.join(detail['reason_codes']) if detail['reason_codes'] else ''}"
+          f"{'  (' + detail['detail'] + ')' if detail.get('detail') else ''}")
+    delivery = detail.get("delivery")
+    if delivery:
+        print(f"  delivery {delivery['state']}, attempts {delivery['attempts']}"
+              f"{', receipted ' + delivery['receipted_at'] if delivery['receipted_at'] else ''}"
+              f"{', error: ' + delivery['last_error'] if delivery['last_error'] else ''}")
+    print(f"  sha256 {detail['sha256']}")
+    print(f"  body ({detail['body_source']}):")
+    if detail["body"] is not None:
+        for line in json.dumps(detail["body"], ensure_ascii=False, indent=2).splitlines():
+            print(f"    {line}")
+    return 0 if signature["ok"] else 1
 
 
 def show_outbox(args) -> int:
-    ctx = _context(_config_for(args, args.agency), args.agency)
+    ctx = _context(_config_for(args, args.agency), args.agency, create=False)
     if args.retry:
         try:
             relay.retry_failed(ctx, args.retry)
@@ -340,7 +406,7 @@ def show_quarantine(args) -> int:
     config = _config_for(args, args.agency)
     if args.broker or args.replay:
         return _dead_letters(config, args)
-    ctx = _context(config, args.agency)
+    ctx = _context(config, args.agency, create=False)
     return _emit(queries.quarantined(ctx), args.json, lambda r: (
         f"{r['received_at']}  [{r['rule']}] {r['detail']}  ({r['size']} bytes, claimed sender "
         f"{r['claimed_sender'] or '?'}, sha256 {r['sha256'][:16]}…)"))
@@ -387,10 +453,24 @@ def _dead_letters(config, args) -> int:
 
 def show_trace(args) -> int:
     config = _config_for(args, args.agency)
-    agencies = [args.agency] if args.agency else [a for a in node_agencies(config) if _has_database(config, a)]
-    if not agencies:
-        raise CommandError(f"no node database found under {config[c.DATA_DIR]}; use --as and check DATA_DIR")
-    traces = [queries.trace(_context(config, agency), args.referral_id) for agency in agencies]
+    if args.agency:
+        contexts = [_context(config, args.agency, create=False)]
+    else:  # every node whose database is here; an agency without one never ran here
+        contexts, missing = [], []
+        for agency in node_agencies(config):
+            try:
+                contexts.append(offline_context(config, agency, create=False))
+            except DatabaseMissing as exc:
+                missing.append(str(exc))
+            except DatabaseUnavailable as exc:
+                raise CommandError(str(exc)) from None
+            except CryptoError as exc:
+                raise CommandError(f"[{exc.rule}] {exc.detail}") from None
+        if not contexts:
+            raise CommandError(f"no node database found here ({len(missing)} agencies checked, e.g. {missing[0]}); "
+                               f"use --as AGENCY and check DATA_DIR and DATABASE_URL")
+    agencies = [ctx.agency for ctx in contexts]
+    traces = [queries.trace(ctx, args.referral_id) for ctx in contexts]
     traces = [t for t in traces if t["steps"]]
     if not traces:
         raise CommandError(f"referral {args.referral_id} is not in the database of {', '.join(agencies)}")
@@ -413,13 +493,6 @@ def show_trace(args) -> int:
     ok = all(s["signature"]["ok"] or s["status"] == "rejected" for s in steps) and \
         all(t["audit_chain"]["ok"] for t in traces)
     return 0 if ok else 1
-
-
-def _has_database(config, agency: str) -> bool:
-    url = c.database_url(config, agency)
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):]).exists()
-    return True
 
 
 def _shown_url(url: str) -> str:

@@ -104,6 +104,48 @@ def verify_step(ctx: NodeContext, message: Message) -> dict:
     return step
 
 
+def message_detail(ctx: NodeContext, message_id: str) -> dict | None:
+    """One stored message, re-verified from its raw bytes (signature, keys, schema; not
+    freshness), with its body: opened by this node when sealed for it; when this node sealed
+    it for another, the body as it composed it (stored; not re-openable from the bytes). A
+    message whose signature fails shows no body. None if this node holds no such message."""
+    with ctx.store.transaction() as repo:
+        message = repo.message(message_id)
+        if message is None:
+            return None
+        entry = repo.outbox_entry(message_id)
+    detail = message_summary(message)
+    detail["schema_version"] = message.schema_version
+    detail["stored_at"] = format_timestamp(message.stored_at)
+    if entry is not None:
+        detail["delivery"] = {"state": entry.state, "attempts": entry.attempts,
+                              "last_published_at": _moment(entry.last_published_at),
+                              "receipted_at": _moment(entry.receipted_at),
+                              "receipt_message_id": entry.receipt_message_id, "last_error": entry.last_error}
+    try:
+        verified = ctx.verifier.verify(message.raw, check_freshness=False)
+    except Rejection as rejection:
+        detail["signature"] = {"ok": False, "rule": rejection.rule, "detail": rejection.detail,
+                               "authenticated": rejection.authenticated}
+        detail["body"], detail["body_source"] = None, "not shown: the message does not verify"
+        return detail
+    detail["signature"] = {"ok": True}
+    if verified.plain_body is not None:
+        detail["body"] = verified.plain_body
+        detail["body_source"] = f"sealed for {message.recipient}, opened here" if verified.sealed else "plain"
+    elif message.body is not None:
+        detail["body"] = message.body
+        detail["body_source"] = f"sealed for {message.recipient}; this node's copy as it composed it"
+    else:
+        detail["body"] = None
+        detail["body_source"] = f"sealed for {message.recipient}: not readable here"
+    return detail
+
+
+def _moment(moment) -> str | None:
+    return format_timestamp(moment) if moment is not None else None
+
+
 def merge_traces(traces: list[Mapping]) -> list[dict]:
     """One timeline from several nodes' traces: each message once, in order of sending."""
     seen: dict[str, dict] = {}

@@ -9,9 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import pytest
+
 from schemas import registry as k
+from services import settings
 from services.cli.main import main
 from tests.fixtures.bodies import sample_body
 
@@ -83,3 +87,116 @@ def test_send_inbox_answer_and_trace_from_the_command_line(bus, tmp_path, monkey
     code, _, err = _cli(bus, monkeypatch, capsys, "answer", received["message_id"], "--as", POLICE,
                         "--kind", k.FILING_DECISION, "--file", str(decision))
     assert code == 2 and "lifecycle.transition" in err and len(err.strip().splitlines()) == 1
+
+
+# -- a PostgreSQL database that is not there: one line naming it and how to create it --------
+def _missing_postgres_database(tmp_path, monkeypatch, capsys) -> str:
+    """Keys here, and every agency's DATABASE_URL on a PostgreSQL database nobody created."""
+    prefix = f"cluebus_absent_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("CLUEBUS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLUEBUS_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("CLUEBUS_CREDENTIALS_DIR", str(tmp_path / "credentials"))
+    monkeypatch.setenv("CLUEBUS_DATABASE_URL", f"postgresql+pg8000://postgres@127.0.0.1:5432/{prefix}_{{agency}}")
+    assert main(["keys", "init"]) == 0
+    capsys.readouterr()
+    return prefix
+
+
+def test_a_missing_postgres_database_is_one_line_with_the_command_that_creates_it(tmp_path, monkeypatch, capsys):
+    prefix = _missing_postgres_database(tmp_path, monkeypatch, capsys)
+    name = f"{prefix}_{POLICE}"
+    for argv in (["inbox", "--as", POLICE], ["trace", "some-referral", "--as", POLICE],
+                 ["run", "--agency", POLICE]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"the database {name} of {POLICE} does not exist" in err, err
+        assert f"`createdb -h 127.0.0.1 -p 5432 -U postgres {name}`" in err, err
+
+
+def test_trace_without_as_on_postgres_with_no_database_created_is_one_line(tmp_path, monkeypatch, capsys):
+    prefix = _missing_postgres_database(tmp_path, monkeypatch, capsys)
+    assert main(["trace", "some-referral"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "no node database found here" in err and prefix in err and "createdb" in err
+
+
+# -- send and run when the bus cannot be used: say why; exit non-zero unless it passes by waiting --
+_SQLITE_ONLY = {"argnames": "database_url", "argvalues": ["sqlite"], "indirect": True}
+
+
+def _send_clue(bus, tmp_path, monkeypatch, capsys, **environ):
+    clue = tmp_path / "clue.json"
+    clue.write_text(json.dumps(sample_body(k.CLUE_TRANSFER), ensure_ascii=False), encoding="utf-8")
+    for name, value in bus.environ.items():
+        monkeypatch.setenv(name, value)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    code = main(["send", "--as", MEDICAL, "--file", str(clue), "--to", POLICE])
+    out, err = capsys.readouterr()
+    code_outbox = main(["outbox", "--as", MEDICAL, "--json"])
+    outbox, _ = capsys.readouterr()
+    assert code_outbox == 0
+    return code, out, err, json.loads(outbox)
+
+
+def _missing_vhost(bus) -> str:
+    return bus.environ["CLUEBUS_BUS_URI"] + "-not-there"
+
+
+
+@pytest.mark.parametrize(**_SQLITE_ONLY)
+def test_send_on_a_missing_virtual_host_says_so_keeps_the_message_and_fails(bus, tmp_path, monkeypatch, capsys):
+    code, out, err, outbox = _send_clue(bus, tmp_path, monkeypatch, capsys, CLUEBUS_BUS_URI=_missing_vhost(bus))
+    assert code == 1, out + err
+    assert "may not open the virtual host" in out and "-not-there" in out
+    assert "kept in the outbox, but this does not pass by waiting" in out
+    assert "committed but not published" in err and "Traceback" not in err
+    assert {row["state"] for row in outbox} == {"pending"}
+
+
+@pytest.mark.parametrize(**_SQLITE_ONLY)
+def test_send_with_a_wrong_password_says_so_keeps_the_message_and_fails(bus, tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+    from adapters.transport.credentials import BrokerAccount
+    store = settings.credential_store(bus.config)
+    mine = store.load(MEDICAL)
+    store.save(replace(mine, bus=BrokerAccount(mine.bus.user, "not-the-password")))
+    code, out, err, outbox = _send_clue(bus, tmp_path, monkeypatch, capsys)
+    assert code == 1, out + err
+    assert "the broker refused medical_security's bus account" in out and "wrong password" in out
+    assert "not-the-password" not in out + err
+    assert "kept in the outbox" in out and {row["state"] for row in outbox} == {"pending"}
+
+
+@pytest.mark.parametrize(**_SQLITE_ONLY)
+def test_send_when_the_broker_cannot_be_reached_keeps_the_message_and_succeeds(bus, tmp_path, monkeypatch, capsys):
+    code, out, err, outbox = _send_clue(bus, tmp_path, monkeypatch, capsys,
+                                        CLUEBUS_BUS_URI="amqp://127.0.0.1:1/cluebus")  # nothing listens there
+    assert code == 0, out + err
+    assert "cannot reach the bus at amqp://" in out and "@127.0.0.1:1/cluebus" in out and "ECONNREFUSED" in out
+    assert "kept in the outbox: the node's relay publishes it when the broker can be reached" in out
+    assert {row["state"] for row in outbox} == {"pending"}
+
+
+@pytest.mark.parametrize(**_SQLITE_ONLY)
+def test_run_on_a_missing_virtual_host_does_not_advise_starting_the_broker(bus, monkeypatch, capsys):
+    for name, value in bus.environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLUEBUS_BUS_URI", _missing_vhost(bus))
+    assert main(["run", "--agency", POLICE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "may not open the virtual host" in err and "rabbitmq-server" not in err
+
+
+@pytest.mark.parametrize(**_SQLITE_ONLY)
+def test_run_on_a_missing_control_virtual_host_says_so_in_one_line(bus, monkeypatch, capsys):
+    for name, value in bus.environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLUEBUS_CONTROL_URI", bus.environ["CLUEBUS_CONTROL_URI"] + "-not-there")
+    assert main(["run", "--agency", POLICE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{POLICE}'s control account may not open the virtual host" in err and "rabbitmq-server" not in err
