@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from adapters.crypto.keys import initialise_key_directory
+from services import bootstrap
 from services import config as c
 from services import provisioning
 from tests.integration.conftest import _postgres_admin, bus_broker_environ
@@ -90,6 +91,9 @@ def test_the_entrypoint_starts_a_node_that_runs_until_terminated(node_environ):
 
 def test_the_node_health_check_passes_through_the_entrypoint(node_environ):
     config, env = node_environ
+    # The check runs beside a running node, whose start made its tables (reading commands
+    # never create a database).
+    bootstrap.open_store(config, AGENCY).dispose()
     done = _entrypoint(env, "quarantine", "--as", AGENCY, "--json")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
