@@ -1,9 +1,12 @@
 """Progress of a long wait, shown on stderr: one updating line on a terminal, else a line every
 few seconds (so a log or CI output shows the wait is alive without being flooded).
 
-Plain and caller-driven: no thread, no dependency; call ``update`` from the loop that does the
-work or polls for it (it is cheap and throttles itself), and ``finish`` at the end. Works the
-same under eventlet. Standard output stays the command's result; progress never goes there.
+Caller-driven and plain (no dependency): call ``update`` from the loop that does the work or
+polls for it (it is cheap and throttles itself), and ``finish`` at the end. For one blocking
+call that cannot report (a provisioning request, starting nodes), ``with progress.ticking():``
+keeps the elapsed time moving from a background thread (a green thread under eventlet, which
+runs while the call waits on the network). Standard output stays the command's result;
+progress never goes there.
 
     from services.cli.progress import Progress
 
@@ -20,13 +23,18 @@ same under eventlet. Standard output stays the command's result; progress never 
 A terminal shows ``importing rows: 420/1000 (42%), 12 s, about 17 s left``, rewritten in place;
 a file or pipe gets that line once per ``interval`` (5 s) and once more on ``finish``, which
 ends with ``done in 29 s`` (or what ``finish(note=...)`` says, e.g. ``failed``).
+``transient=True`` is for the many short waits of a command that prints its own result lines
+(the demo's receipts): the final line is wiped from a terminal, and on a log it is written
+only if the wait was long enough to have shown a line at all.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import Callable, TextIO
+from contextlib import contextmanager
+from typing import Callable, Iterator, TextIO
 
 TERMINAL_REFRESH_SECONDS = 0.1  # a terminal line is redrawn at most ten times a second
 LOG_INTERVAL_SECONDS = 5.0  # elsewhere, one line every few seconds
@@ -37,13 +45,14 @@ class Progress:
     unknown (None): what is done so far, if anything was counted, and the time elapsed."""
 
     def __init__(self, label: str, total: int | None = None, *, stream: TextIO | None = None,
-                 interval: float = LOG_INTERVAL_SECONDS, enabled: bool = True,
+                 interval: float = LOG_INTERVAL_SECONDS, enabled: bool = True, transient: bool = False,
                  clock: Callable[[], float] = time.monotonic):
         self.label = label
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
         self.enabled = enabled
+        self.transient = transient
         self.clock = clock
         self.done = 0
         self.note = ""
@@ -82,9 +91,31 @@ class Progress:
         if self._finished:
             return
         self._finished = True
+        if self.transient:
+            if self._last_shown is not None and self.terminal and self.enabled:
+                self._write("\r" + " " * self._shown_width + "\r")
+                return
+            if self._last_shown is None:
+                return  # a short wait: nothing to say
         now = self.clock()
         ending = note if note is not None else f"done in {format_seconds(now - self.started)}"
         self._show(f"{self.label}: {self._count_text()}{', ' if self._count_text() else ''}{ending}", final=True)
+
+    @contextmanager
+    def ticking(self) -> Iterator["Progress"]:
+        """Keep the line moving while the body blocks in one call that cannot report."""
+        stop = threading.Event()
+
+        def tick():
+            while not stop.wait(TERMINAL_REFRESH_SECONDS if self.terminal else 1.0):
+                self.update()
+        ticker = threading.Thread(target=tick, name=f"progress: {self.label}", daemon=True)
+        ticker.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            ticker.join()
 
     def __enter__(self) -> "Progress":
         return self
@@ -114,13 +145,16 @@ class Progress:
         self._last_shown = self.clock()
         if not self.enabled:
             return
+        if self.terminal:
+            padding = " " * max(0, self._shown_width - len(text))  # wipe a longer previous line
+            self._write(f"\r{text}{padding}" + ("\n" if final else ""))
+            self._shown_width = 0 if final else len(text)
+        else:
+            self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
         try:
-            if self.terminal:
-                padding = " " * max(0, self._shown_width - len(text))  # wipe a longer previous line
-                self.stream.write(f"\r{text}{padding}" + ("\n" if final else ""))
-                self._shown_width = 0 if final else len(text)
-            else:
-                self.stream.write(text + "\n")
+            self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError):  # stderr closed or gone: progress is not worth failing for
             self.enabled = False

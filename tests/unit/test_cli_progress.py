@@ -95,3 +95,42 @@ def test_zero_total_has_no_percentage():
                                            (3725, "1 h 02 min")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_a_transient_wait_leaves_nothing_when_short_and_wipes_its_terminal_line():
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("waiting for the receipt", stream=log, transient=True, clock=clock) as progress:
+        clock.now += 1
+        progress.update()
+    assert log.getvalue() == ""
+    terminal = Terminal()
+    with Progress("waiting for the receipt", stream=terminal, transient=True, clock=clock) as progress:
+        clock.now += 1
+        progress.update()
+    drawn = "\rwaiting for the receipt: 1.0 s"
+    assert terminal.getvalue() == drawn + "\r" + " " * (len(drawn) - 1) + "\r"
+
+
+def test_a_transient_wait_long_enough_to_be_logged_is_logged_to_its_end():
+    clock, log = FakeClock(), io.StringIO()
+    with Progress("waiting for the receipt", stream=log, transient=True, interval=5, clock=clock) as progress:
+        clock.now += 6
+        progress.update()
+    assert log.getvalue().splitlines() == ["waiting for the receipt: 6.0 s", "waiting for the receipt: done in 6.0 s"]
+
+
+def test_ticking_moves_the_line_while_a_call_blocks():
+    import threading
+    drawn = threading.Event()
+
+    class Watched(Terminal):
+        def write(self, text):
+            drawn.set()
+            return super().write(text)
+    out = Watched()
+    progress = Progress("starting the nodes", stream=out)
+    with progress.ticking():
+        assert drawn.wait(10), "the ticker never drew the line"
+    progress.finish()
+    assert out.getvalue().startswith("\rstarting the nodes: ")
+    assert out.getvalue().endswith("\n")
