@@ -181,8 +181,10 @@ def office_context_for(node: NodeContext, rules: OfficeRules, agencies: list[str
     return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, list(agencies))
 
 
-def office_context(config: Mapping, *, clock: Clock = utc_now, store: Store | None = None) -> OfficeContext:
-    """The office's context on its own database, without a running office node (for the CLI)."""
+def office_context(config: Mapping, *, clock: Clock = utc_now, store: Store | None = None,
+                   create: bool = True) -> OfficeContext:
+    """The office's context on its own database, without a running office node (for the CLI);
+    ``create=False`` for reading: a database not there raises DatabaseMissing (open_store)."""
     office = next(iter(c.observer_codes(config)))
-    return office_context_for(offline_context(config, office, clock=clock, store=store),
+    return office_context_for(offline_context(config, office, clock=clock, store=store, create=create),
                               office_rules(config), node_agencies(config))

@@ -30,6 +30,8 @@ from services.bootstrap import node_agencies
 from services.runner import start_nodes
 
 from .errors import CommandError
+from .progress import Progress
+from .times import time_format
 
 
 def register(commands) -> None:
@@ -47,8 +49,11 @@ def run_demo(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="cluebus-demo-")).resolve()
     config = demo_config(base, data_dir, uuid.uuid4().hex[:8])
     agencies = node_agencies(config)
+    when = time_format(args, config)
     try:
-        plan, _ = provisioning.setup(config)
+        with Progress("setting up the demo's bus (virtual hosts, accounts, permissions)") as progress, \
+                progress.ticking():
+            plan, _ = provisioning.setup(config)
     except ManagementError as exc:
         raise CommandError(f"cannot provision the demo's bus: {exc}") from None
     print(f"cluebus demo: bus {uris.without_credentials(config[c.BROKER][c.BUS_URI])}, data in {data_dir}")
@@ -61,7 +66,8 @@ def run_demo(args: argparse.Namespace) -> int:
     accounts_file(config).add(DEMO_ACCOUNT, demo_password)
     clock = ShiftedClock()  # shared by every node, so the demo can move days forward
     try:
-        runner = start_nodes(config, agencies, office=True, clock=clock)
+        with Progress(f"starting {len(agencies)} nodes and the joint office") as progress, progress.ticking():
+            runner = start_nodes(config, agencies, office=True, clock=clock)
     except Exception as exc:  # the broker refused an account, a port is taken, ...
         if not args.keep:
             provisioning.remove(config)
@@ -73,7 +79,8 @@ def run_demo(args: argparse.Namespace) -> int:
     referrals: list[tuple[str, str]] = []
     try:
         with ControlClients(config, c.agency_codes(config)) as rpc:
-            demo = Demo(rpc, agencies, clock=clock)
+            demo = Demo(rpc, agencies, clock=clock, when=when,
+                        progress=lambda label: Progress(label, transient=True))
             try:
                 demo.play()
             except DemoFailure as failure:

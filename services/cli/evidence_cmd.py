@@ -16,6 +16,7 @@ from services.evidence.export import bundle_text, export_bundle
 from services.evidence.verify import EvidenceFailure, timeline, verify_bundles
 
 from .errors import CommandError
+from .times import time_format
 
 
 def register(commands) -> None:
@@ -28,7 +29,8 @@ def register(commands) -> None:
     export.add_argument("--out", required=True, help="the bundle file to write (JSON)")
     export.set_defaults(handler=export_evidence)
 
-    verify = actions.add_parser("verify", help="verify bundles offline and print the referral's timeline")
+    verify = actions.add_parser("verify", help="verify bundles offline and print the referral's timeline "
+                                              "(times in OFFICE.TIMEZONE, Asia/Shanghai by default; or --utc)")
     verify.add_argument("files", nargs="+", metavar="FILE")
     verify.set_defaults(handler=verify_evidence)
 
@@ -73,15 +75,16 @@ def verify_evidence(args) -> int:
     except EvidenceFailure as failure:
         print(f"cluebus: evidence FAILED: {failure}", file=sys.stderr)
         return 1
+    when = time_format(args, _config_if_any(args))
     print(f"referral {bundles[0].referral_id}")
     for step in timeline(bundles):
         held = ", ".join(f"{agency} ({direction})" for agency, direction in step["held_by"].items())
         status = f"  {step['receipt_status']}" if step["receipt_status"] else ""
         answered = f"  receipt: {', '.join(str(a) for a in step['answered'])}" if step["answered"] else ""
-        print(f"  {step['sent_at']}  {step['sender']:>16} → {step['recipient']:<16} {step['kind']:<28}"
+        print(f"  {when(step['sent_at'])}  {step['sender']:>16} → {step['recipient']:<16} {step['kind']:<28}"
               f"{status}{answered}  sha256 {step['sha256'][:16]}…  held by {held}")
     for bundle in bundles:
-        print(f"  {bundle.source}: exported by {bundle.exporter} at {bundle.manifest['exported_at']}, manifest "
+        print(f"  {bundle.source}: exported by {bundle.exporter} at {when(bundle.manifest['exported_at'])}, manifest "
               f"signature ok, {len(bundle.messages)} message signature(s) ok, {len(bundle.entries)} audit "
               f"entr{'y' if len(bundle.entries) == 1 else 'ies'} linked to chain head {bundle.head['seq']}")
         for note in bundle.notes:
@@ -89,3 +92,12 @@ def verify_evidence(args) -> int:
     agreed = " and agree" if len(bundles) > 1 else ""
     print(f"evidence verified: {len(bundles)} bundle(s){agreed}")
     return 0
+
+
+def _config_if_any(args) -> dict | None:
+    """Only for the time zone: verifying needs no configuration, so one that does not load
+    (or is not there) leaves the default zone rather than failing the verification."""
+    try:
+        return c.load_config(args.config)
+    except (c.ConfigError, OSError):
+        return None

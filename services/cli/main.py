@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cluebus",
         description="Signed, schema-checked clue and case transfers between agencies.")
     parser.add_argument("--config", help="configuration YAML (default: $CLUEBUS_CONFIG or the shipped one)")
+    parser.add_argument("--utc", action="store_true",
+                        help="show times in UTC to the second (default: local time in OFFICE.TIMEZONE, to the minute)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.register(commands)

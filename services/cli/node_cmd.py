@@ -41,6 +41,7 @@ from services.bootstrap import DatabaseMissing, DatabaseUnavailable, node_agenci
 from services.runner import BrokerUnreachable, check_bus, check_control, start_nodes
 
 from .errors import CommandError
+from .times import time_format
 
 
 def register(commands) -> None:
@@ -336,10 +337,12 @@ def _emit(rows, as_json: bool, line) -> int:
 
 
 def show_inbox(args) -> int:
-    ctx = _context(_config_for(args, args.agency), args.agency, create=False)
+    config = _config_for(args, args.agency)
+    when = time_format(args, config)
+    ctx = _context(config, args.agency, create=False)
     rows = queries.inbox(ctx, kind=args.kind, status=args.status, limit=args.limit)
     return _emit(rows, args.json, lambda r: (
-        f"{r['sent_at']}  {r['message_id']}  {r['kind']:<28} from {r['sender']:<16} "
+        f"{when(r['sent_at'])}  {r['message_id']}  {r['kind']:<28} from {r['sender']:<16} "
         f"{r['status']}{' ' + ','.join(r['reason_codes']) if r['reason_codes'] else ''}  referral {r['referral_id']}"
         f"{_headline(r.get('body'))}"))
 
@@ -356,7 +359,9 @@ def _headline(body) -> str:
 
 
 def show_message(args) -> int:
-    ctx = _context(_config_for(args, args.agency), args.agency, create=False)
+    config = _config_for(args, args.agency)
+    when = time_format(args, config)
+    ctx = _context(config, args.agency, create=False)
     detail = queries.message_detail(ctx, args.message_id)
     if detail is None:
         raise CommandError(f"{args.agency} holds no message {args.message_id}")
@@ -371,13 +376,13 @@ def show_message(args) -> int:
           f"by {args.agency})")
     print(f"  referral {detail['referral_id']}"
           f"{'  in reply to ' + detail['in_reply_to'] if detail['in_reply_to'] else ''}")
-    print(f"  sent {detail['sent_at']}, stored {detail['stored_at']}")
+    print(f"  sent {when(detail['sent_at'])}, stored {when(detail['stored_at'])}")
     print(f"  status {detail['status']}{' ' + ','.join(detail['reason_codes']) if detail['reason_codes'] else ''}"
           f"{'  (' + detail['detail'] + ')' if detail.get('detail') else ''}")
     delivery = detail.get("delivery")
     if delivery:
         print(f"  delivery {delivery['state']}, attempts {delivery['attempts']}"
-              f"{', receipted ' + delivery['receipted_at'] if delivery['receipted_at'] else ''}"
+              f"{', receipted ' + when(delivery['receipted_at']) if delivery['receipted_at'] else ''}"
               f"{', error: ' + delivery['last_error'] if delivery['last_error'] else ''}")
     print(f"  sha256 {detail['sha256']}")
     print(f"  body ({detail['body_source']}):")
@@ -407,8 +412,9 @@ def show_quarantine(args) -> int:
     if args.broker or args.replay:
         return _dead_letters(config, args)
     ctx = _context(config, args.agency, create=False)
+    when = time_format(args, config)
     return _emit(queries.quarantined(ctx), args.json, lambda r: (
-        f"{r['received_at']}  [{r['rule']}] {r['detail']}  ({r['size']} bytes, claimed sender "
+        f"{when(r['received_at'])}  [{r['rule']}] {r['detail']}  ({r['size']} bytes, claimed sender "
         f"{r['claimed_sender'] or '?'}, sha256 {r['sha256'][:16]}…)"))
 
 
@@ -481,10 +487,11 @@ def show_trace(args) -> int:
                   sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:
+        when = time_format(args, config)
         print(f"referral {args.referral_id}")
         for step in steps:
             signature = "signature ok" if step["signature"]["ok"] else f"signature FAILED [{step['signature']['rule']}]"
-            print(f"  {step['sent_at']}  {step['sender']:>16} → {step['recipient']:<16} {step['kind']:<28} "
+            print(f"  {when(step['sent_at'])}  {step['sender']:>16} → {step['recipient']:<16} {step['kind']:<28} "
                   f"{step['status']:<9} {signature}  (seen by {', '.join(step['seen_by'])})")
         for node_trace in traces:
             chain = node_trace["audit_chain"]

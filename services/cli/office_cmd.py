@@ -19,10 +19,12 @@ from services.office.accounts import AccountsError, accounts_file, check_name, p
 from services.office.calendar import CalendarError
 from services.office.stats import overdue_steps
 from services.office.tracking import CALENDAR_MISSING
-from services.bootstrap import office_calendar, office_context
+from adapters.crypto.exceptions import CryptoError
+from services.bootstrap import DatabaseMissing, DatabaseUnavailable, office_calendar, office_context
 from services.protocol.rules import CALENDAR_MISSING as CALENDAR_MISSING_RULE
 
 from .errors import CommandError
+from .times import time_format
 
 
 def register(commands) -> None:
@@ -84,9 +86,17 @@ def parse_moment(text: str | None, default: datetime, local_zone: str = "Asia/Sh
 
 
 def _office(args):
-    """The office's context on its database, and its local time zone (one configuration read)."""
+    """The office's context on its database (never made here: a reading command), its local
+    time zone, and how to show times (one configuration read)."""
     config = c.load_config(args.config)
-    return office_context(config), config[c.OFFICE][c.TIMEZONE]
+    when = time_format(args, config)
+    try:
+        ctx = office_context(config, create=False)
+    except CryptoError as exc:
+        raise CommandError(f"[{exc.rule}] {exc.detail}") from None
+    except (DatabaseMissing, DatabaseUnavailable) as exc:
+        raise CommandError(str(exc)) from None
+    return ctx, config[c.OFFICE][c.TIMEZONE], when
 
 
 def _duration(seconds: int) -> str:
@@ -95,7 +105,7 @@ def _duration(seconds: int) -> str:
 
 
 def show_overdue(args) -> int:
-    ctx, zone = _office(args)
+    ctx, zone, when = _office(args)
     as_of = parse_moment(args.as_of, datetime.now(timezone.utc), zone)
     rows = handlers.overdue(ctx, as_of)
     if args.json:
@@ -103,7 +113,7 @@ def show_overdue(args) -> int:
         print()
         return 0
     missing = [r for r in rows if r["level"] == CALENDAR_MISSING]
-    print(f"as of {format_timestamp(as_of)}: {sum(r['level'] not in ('warning', CALENDAR_MISSING) for r in rows)} "
+    print(f"as of {when(as_of)}: {sum(r['level'] not in ('warning', CALENDAR_MISSING) for r in rows)} "
           f"overdue, {sum(r['level'] == 'warning' for r in rows)} nearing their limit"
           + (f", {len(missing)} with no limit (calendar missing)" if missing else ""))
     for row in rows:
@@ -112,7 +122,7 @@ def show_overdue(args) -> int:
         elif row["overdue_seconds"]:
             late = _duration(row["overdue_seconds"]) + " late"
         else:
-            late = f"due {row['due_at']}"
+            late = f"due {when(row['due_at'])}"
         print(f"  [{row['level']:<9}] {row['late_agency']:<16} {row['rule']:<26} {late:<16} "
               f"referral {row['referral_id']} (waiting: {row['counterpart']})")
     return 0
@@ -147,7 +157,7 @@ def check_calendar(args) -> int:
 
 
 def show_stats(args) -> int:
-    ctx, zone = _office(args)
+    ctx, zone, when = _office(args)
     as_of = parse_moment(args.as_of, datetime.now(timezone.utc), zone)
     period_to = parse_moment(args.period_to, as_of, zone)
     period_from = parse_moment(args.period_from, period_to - timedelta(days=30), zone)
@@ -170,7 +180,7 @@ def show_stats(args) -> int:
         print(f"wrote {args.xlsx}")
     else:
         data = report.to_json()
-        print(f"{data['period_from']} .. {data['period_to']} (as of {data['as_of']})")
+        print(f"{when(data['period_from'])} .. {when(data['period_to'])} (as of {when(data['as_of'])})")
         print(f"  {'agency':<18}{'sent':>6}{'recv':>6}{'rcpt ok/late/open':>20}{'decisions ok/late/open':>24}"
               f"{'opened/refused':>16}{'completion':>12}{'on time':>9}{'open overdue':>14}{'closed late':>13}")
         for row in data["agencies"] + [data["totals"]]:
@@ -221,7 +231,8 @@ def add_account(args) -> int:
 
 
 def list_accounts(args) -> int:
-    accounts = _accounts(args)
+    config = c.load_config(args.config)
+    accounts, when = accounts_file(config), time_format(args, config)
     try:
         found = accounts.accounts()
     except AccountsError as exc:
@@ -229,7 +240,7 @@ def list_accounts(args) -> int:
     if not found:
         print(f"(no accounts in {accounts.path}; add one with `cluebus office account add NAME`)")
     for name in sorted(found):
-        print(f"{name}  created {found[name].created_at}")
+        print(f"{name}  created {when(found[name].created_at)}")
     return 0
 
 

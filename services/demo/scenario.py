@@ -8,6 +8,7 @@ from typing import Callable
 
 import eventlet
 
+from services.display_time import TimeFormat
 from services.handlers.queries import merge_traces
 
 from . import story
@@ -19,8 +20,12 @@ class DemoFailure(Exception):
 
 class Demo:
     def __init__(self, rpc, agencies: list[str], out: Callable[[str], None] = print, timeout: float = 30,
-                 clock=None):
+                 clock=None, when: TimeFormat = TimeFormat(), progress: Callable | None = None):
+        """``when`` shows times (local by default); ``progress(label)`` makes the progress line of
+        one wait (services/cli/progress.Progress; None: no progress shown)."""
         self.rpc = rpc
+        self.when = when
+        self.progress = progress
         self.agencies = agencies
         self.clock = clock
         self.out = out
@@ -40,17 +45,17 @@ class Demo:
         return result
 
     def _wait_receipted(self, agency: str, message_ids: list[str]) -> list[dict]:
-        deadline = time.monotonic() + self.timeout
-        while True:
+        def receipted():
             entries = {e["message_id"]: e for e in self.rpc[agency].outbox()}
             wanted = [entries[m] for m in message_ids]
-            if all(e["state"] == "receipted" for e in wanted):
-                return wanted
-            if time.monotonic() > deadline:
-                late = [f"{e['kind']} to {e['recipient']} ({e['state']}, {e['last_error'] or 'no error'})"
-                        for e in wanted if e["state"] != "receipted"]
-                raise DemoFailure(f"no receipt within {self.timeout:.0f} s for: {'; '.join(late)}")
-            eventlet.sleep(0.05)  # a demo polls its nodes; tests wait on entrypoint events instead
+            return wanted if all(e["state"] == "receipted" for e in wanted) else None
+
+        def late() -> str:
+            entries = {e["message_id"]: e for e in self.rpc[agency].outbox()}
+            return "no receipt within {:.0f} s for: {}".format(self.timeout, "; ".join(
+                f"{e['kind']} to {e['recipient']} ({e['state']}, {e['last_error'] or 'no error'})"
+                for e in (entries[m] for m in message_ids) if e["state"] != "receipted"))
+        return self._wait_for(receipted, f"the receipts of {agency}'s message(s)", late)
 
     @staticmethod
     def _id(result: dict, kind: str) -> str:
@@ -124,11 +129,11 @@ class Demo:
                      f"(see `cluebus calendar check`)")
             self.referrals.append(("transfer whose limit the calendar cannot count", referral))
             return referral
-        self.out(f"    the police must decide within 3 days (Decree 310 art. 8): by {step['due_at']}, "
+        self.out(f"    the police must decide within 3 days (Decree 310 art. 8): by {self.when(step['due_at'])}, "
                  f"counted as the law counts days; nobody answers...")
         due = datetime.strptime(step["due_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         self.clock.advance(due - self.clock() + timedelta(hours=2))
-        self.out(f"    [accelerated clock] every node's clock moves on to {self.clock():%Y-%m-%d %H:%M} UTC")
+        self.out(f"    [accelerated clock] every node's clock moves on to {self.when(self.clock())}")
         urge = self._wait_for(lambda: [m for m in self.rpc.public_security.inbox(kind="urge")
                                        if m["referral_id"] == referral], "the urge to reach the police")
         self.out(f"    joint_office → public_security  urge (催办) {urge[0]['message_id']}  "
@@ -145,15 +150,22 @@ class Demo:
             return any(step["rule"] == rule for step in timeline.get("steps", []))
         self._wait_for(opened, f"the office to open the {rule} step")
 
-    def _wait_for(self, probe, what: str):
+    def _wait_for(self, probe, what: str, failure: Callable[[], str] | None = None):
         deadline = time.monotonic() + self.timeout
-        while True:
-            found = probe()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                raise DemoFailure(f"timed out waiting for {what}")
-            eventlet.sleep(0.05)
+        progress = self.progress(f"waiting for {what}") if self.progress else None
+        try:
+            while True:
+                found = probe()
+                if found:
+                    return found
+                if time.monotonic() > deadline:
+                    raise DemoFailure(failure() if failure else f"timed out waiting for {what}")
+                if progress:
+                    progress.update()
+                eventlet.sleep(0.05)  # a demo polls its nodes; tests wait on entrypoint events instead
+        finally:
+            if progress:
+                progress.finish()
 
     def play(self) -> None:
         now = datetime.now(timezone.utc)
@@ -178,7 +190,7 @@ class Demo:
                 all_ok &= ok
                 mark = "signature ok" if ok else f"SIGNATURE {step['signature']['rule']}"
                 arrow = f"{step['sender']} → {step['recipient']}"
-                self.out(f"  {step['sent_at'][:19]}Z  {arrow:<36} {step['kind']:<28} {mark}")
+                self.out(f"  {self.when(step['sent_at'])}  {arrow:<36} {step['kind']:<28} {mark}")
             for node_trace in traces:
                 if node_trace["steps"] and not node_trace["audit_chain"]["ok"]:
                     all_ok = False

@@ -2,45 +2,21 @@
 
 Plain functions from data to text (no HTML: the templates escape what these return). Times
 arrive as RFC 3339 UTC strings (``YYYY-MM-DDTHH:MM:SSZ``) and are shown in Asia/Shanghai local
-time as ``YYYY-MM-DD HH:MM``; money arrives as integer fen and is shown in yuan with two
-decimals, computed with integer arithmetic; rates are fractions (0.74 is 74.0%).
+time as ``YYYY-MM-DD HH:MM`` (services/display_time.py, shared with the command line); money
+arrives as integer fen and is shown in yuan with two decimals, computed with integer
+arithmetic; rates are fractions (0.74 is 74.0%).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-try:
-    LOCAL_TZ: Any = ZoneInfo("Asia/Shanghai")
-except ZoneInfoNotFoundError:  # pragma: no cover - no tz database; China has no DST since 1991
-    LOCAL_TZ = timezone(timedelta(hours=8), "CST")
+# The one way times are shown to people (the command line uses it too).
+from services.display_time import LOCAL_TZ, local_time, parse_time  # noqa: F401
 
 DASHBOARD_PATH = "/dashboard"
 REFERRAL_PATH = "/dashboard/referrals/"
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
-
-
-def local_time(value: Any) -> str:
-    """``2025-03-01T02:00:00Z`` -> ``2025-03-01 10:00`` (Asia/Shanghai). Unparseable: as given."""
-    parsed = parse_time(value)
-    if parsed is None:
-        return "—" if value is None else str(value)
-    return parsed.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
 
 
 def yuan(fen: Any) -> str:

@@ -70,12 +70,7 @@ from .model import ObservedMessage, Step
 from .rules import DeadlineRule
 from .snapshot import ENDED, LATE, ON_TIME, OPEN, Snapshot, StepAt, order, snapshot
 
-try:  # the calendar's default zone; China has kept UTC+8 without daylight saving since 1991
-    from zoneinfo import ZoneInfo
-
-    LOCAL_TZ: tzinfo = ZoneInfo("Asia/Shanghai")
-except Exception:  # pragma: no cover - no tz database on this machine
-    LOCAL_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+from services.display_time import LOCAL_TZ  # the calendar's default zone, Asia/Shanghai
 
 TOTAL = "total"
 

@@ -101,7 +101,7 @@ def test_overdue_lists_a_step_with_no_limit(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "overdue", "--as-of", "2026-12-10T00:00:00Z")
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0] == "as of 2026-12-10T00:00:00Z: 0 overdue, 0 nearing their limit, 1 with no limit (calendar missing)"
+    assert lines[0] == "as of 2026-12-10 08:00+08:00: 0 overdue, 0 nearing their limit, 1 with no limit (calendar missing)"
     [line] = lines[1:]
     assert "[calendar_missing]" in line and "handling_result" in line and "no calendar for 2027" in line
 

@@ -70,3 +70,22 @@ def test_an_empty_database_file_is_not_given_tables_by_a_reading_command(here, c
     (here / f"{POLICE}.sqlite3").write_bytes(b"")
     assert main(["outbox", "--as", POLICE]) == 2
     assert "has no tables: has its node run here?" in _one_line(capsys)
+
+
+OFFICE = "joint_office"
+
+
+@pytest.mark.parametrize("argv", [["overdue"], ["overdue", "--json"], ["stats"], ["stats", "--csv"]])
+def test_an_office_reading_command_where_the_office_never_ran_is_one_line_and_makes_no_database(here, capsys,
+                                                                                                  argv):
+    assert main(argv) == 2
+    err = _one_line(capsys)
+    assert f"no database for {OFFICE} at {here / (OFFICE + '.sqlite3')}: has its node run here?" in err
+    assert _databases(here) == []
+
+
+def test_an_office_reading_command_on_the_office_database_reads_it(here, capsys):
+    open_store(c.load_config(), OFFICE).dispose()
+    assert main(["overdue", "--json"]) == 0
+    assert '"steps": []' in capsys.readouterr().out
+    assert _databases(here) == [f"{OFFICE}.sqlite3"]

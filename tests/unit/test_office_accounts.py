@@ -15,6 +15,7 @@ import yaml
 
 from services import config as c
 from services.cli.main import main
+from services.display_time import TimeFormat
 from services.office.accounts import (AccountsError, AccountsFile, accounts_file, check_password, hash_password,
                                       is_loopback, refuse_exposed_without_accounts)
 
@@ -213,7 +214,9 @@ def test_cli_add_from_stdin_then_list_and_remove(cli, path, capsys):
     assert cli("office", "account", "list") == 0
     out = capsys.readouterr().out
     created = AccountsFile(path).accounts()["wang.li"].created_at
-    assert out == f"wang.li  created {created}\n"
+    assert out == f"wang.li  created {TimeFormat()(created)}\n"  # local time, to the minute
+    assert cli("--utc", "office", "account", "list") == 0
+    assert capsys.readouterr().out == f"wang.li  created {created}\n"  # as stored: UTC to the second
     assert "scrypt" not in out
 
     assert cli("office", "account", "remove", "wang.li") == 0

@@ -154,7 +154,8 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 def _check_overdue_text(code, out, err):
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0] == "as of 2026-10-16T16:00:00Z: 1 overdue, 0 nearing their limit"
+    # Times for people: the office's local time (Asia/Shanghai), to the minute, with its offset.
+    assert lines[0] == "as of 2026-10-17 00:00+08:00: 1 overdue, 0 nearing their limit"
     [line] = lines[1:]
     assert "[overdue" in line and PS in line and "filing_decision" in line
     assert "1 d 0 h late" in line
@@ -173,15 +174,37 @@ def test_overdue_shows_a_step_nearing_its_limit(env, capsys):
     code, out, _ = run(capsys, "overdue", "--as-of", "2026-10-15T05:00:00Z")
     assert code == 0
     lines = out.splitlines()
+    assert lines[0] == "as of 2026-10-15 13:00+08:00: 0 overdue, 1 nearing their limit"
+    assert "[warning" in lines[1] and "due 2026-10-16 00:00+08:00" in lines[1]
+
+
+def test_overdue_with_utc_shows_utc_to_the_second(env, capsys):
+    code, out, _ = run(capsys, "--utc", "overdue", "--as-of", "2026-10-15T05:00:00Z")
+    assert code == 0
+    lines = out.splitlines()
     assert lines[0] == "as of 2026-10-15T05:00:00Z: 0 overdue, 1 nearing their limit"
-    assert "[warning" in lines[1] and "due 2026-10-15T16:00:00Z" in lines[1]
+    assert "due 2026-10-15T16:00:00Z" in lines[1]
+
+
+def test_overdue_in_the_configured_time_zone(env, capsys, monkeypatch):
+    monkeypatch.setenv("CLUEBUS_OFFICE_TIMEZONE", "Europe/Berlin")
+    code, out, _ = run(capsys, "overdue", "--as-of", "2026-10-15T05:00:00Z")
+    assert code == 0
+    assert out.splitlines()[0] == "as of 2026-10-15 07:00+02:00: 0 overdue, 1 nearing their limit"
+
+
+def test_an_unknown_time_zone_is_one_line(env, capsys, monkeypatch):
+    monkeypatch.setenv("CLUEBUS_OFFICE_TIMEZONE", "Mars/Olympus")
+    code, out, err = run(capsys, "overdue")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "unknown time zone 'Mars/Olympus'" in err
 
 
 def test_overdue_before_anything_is_due_lists_nothing(env, capsys):
     code, out, _ = run(capsys, "overdue", "--as-of", "2026-10-13")
     assert code == 0
     # A bare date is local midnight in the office's time zone (Asia/Shanghai).
-    assert out.splitlines() == ["as of 2026-10-12T16:00:00Z: 0 overdue, 0 nearing their limit"]
+    assert out.splitlines() == ["as of 2026-10-13 00:00+08:00: 0 overdue, 0 nearing their limit"]
 
 
 def test_overdue_json_parses(env, capsys):
@@ -257,8 +280,10 @@ def test_stats_text_has_a_row_per_agency_and_a_total(env, capsys):
     code, out, _ = run(capsys, "stats", *PERIOD)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("2026-08-31T16:00:00Z .. 2026-10-31T16:00:00Z")
+    assert lines[0].startswith("2026-09-01 00:00+08:00 .. 2026-11-01 00:00+08:00 (as of ")
     assert lines[-1].split()[0] == "total"
+    code, out, _ = run(capsys, "--utc", "stats", *PERIOD, "--as-of", "2026-11-01")
+    assert out.splitlines()[0] == "2026-08-31T16:00:00Z .. 2026-10-31T16:00:00Z (as of 2026-10-31T16:00:00Z)"
     assert any(line.split()[0] == PS for line in lines[2:])
 
 
