@@ -14,7 +14,11 @@
 #   4. fills in the database password: when the file /run/secrets/database-password exists
 #      (a compose secret) and DATABASE_URL names a user without a password, the password is
 #      added to CLUEBUS_DATABASE_URL in this process's environment only (never in the image,
-#      the compose file or `docker inspect`).
+#      the compose file or `docker inspect`);
+#   5. for `run --agency X`: brings X's database to this release's schema with
+#      `cluebus db upgrade --agency X` (a new deployment's tables are made, a database of an
+#      older release is migrated), since the node itself refuses a database behind it and
+#      never upgrades one silently.
 # Any failure: one line on stderr starting with "cluebus-entrypoint:", exit status 1.
 set -eu
 
@@ -154,6 +158,13 @@ EOF
     ) || fail "cannot add the database password from $DATABASE_PASSWORD_FILE to DATABASE_URL"
     export CLUEBUS_DATABASE_URL
   fi
+fi
+
+if [ "$subcommand" = run ] && [ -n "$agency" ]; then
+  if ! upgraded=$("$CLUEBUS" ${config_file:+--config "$config_file"} db upgrade --agency "$agency" 2>&1); then
+    fail "the database of $agency was not upgraded: $(printf '%s' "$upgraded" | tr '\n' ' ' | sed 's/ *$//')"
+  fi
+  printf '%s\n' "$upgraded" | sed 's/^/cluebus-entrypoint: database /'
 fi
 
 exec "$CLUEBUS" "$@"

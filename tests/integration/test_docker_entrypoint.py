@@ -1,6 +1,7 @@
 """docker/entrypoint.sh run on the host (no Docker engine here) against the local RabbitMQ and
 PostgreSQL: it checks the secrets, waits for the broker and the database, fills in the
-database password from its file and execs `cluebus run`; and it refuses in one line."""
+database password from its file, upgrades the node's database (a new one gets its tables, one
+of an older release is migrated) and execs `cluebus run`; and it refuses in one line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from alembic import command
+from sqlalchemy import text
+
 from adapters.crypto.keys import initialise_key_directory
+from adapters.storage import migrations
+from adapters.storage.store import make_engine
 from services import bootstrap
 from services import config as c
 from services import provisioning
@@ -64,8 +70,9 @@ def _entrypoint(env, *args, timeout=60):
     return subprocess.run([str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_the_entrypoint_starts_a_node_that_runs_until_terminated(node_environ):
-    config, env = node_environ
+def _run_until_running_then_stop(env) -> str:
+    """The entrypoint's `run --agency court` until the node says it runs, then SIGTERM, as
+    `docker stop` sends to PID 1; everything it printed."""
     node = subprocess.Popen([str(ENTRYPOINT), "run", "--agency", AGENCY], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     seen = []
@@ -77,7 +84,7 @@ def test_the_entrypoint_starts_a_node_that_runs_until_terminated(node_environ):
         assert seen and f"{AGENCY} node running" in seen[-1], "".join(seen)
         assert node.poll() is None, "".join(seen)
         assert "postgresql+pg8000://postgres" in seen[-1]
-        node.send_signal(signal.SIGTERM)  # what `docker stop` sends to PID 1
+        node.send_signal(signal.SIGTERM)
         rest, _ = node.communicate(timeout=60)
     finally:
         if node.poll() is None:
@@ -85,8 +92,60 @@ def test_the_entrypoint_starts_a_node_that_runs_until_terminated(node_environ):
             node.communicate()
     assert node.returncode == 0, "".join(seen) + rest
     assert f"{AGENCY} node stopped" in rest
+    return "".join(seen) + rest
+
+
+def _revisions(config) -> set[str]:
+    engine = make_engine(c.database_url(config, AGENCY))
+    try:
+        with engine.connect() as connection:
+            return set(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+    finally:
+        engine.dispose()
+
+
+def test_the_entrypoint_starts_a_node_that_runs_until_terminated(node_environ):
+    config, env = node_environ
+    output = _run_until_running_then_stop(env)
+    # The new, empty database got its tables from the upgrade, before the node started.
+    assert f"cluebus-entrypoint: database {AGENCY}: node tables" in output, output
+    assert output.index("cluebus-entrypoint: database") < output.index(f"{AGENCY} node running")
+    assert _revisions(config) == set(migrations.heads(False))
     # The database password (from its secret file) never reaches the node's output.
-    assert "not-needed-with-trust" not in "".join(seen) + rest
+    assert "not-needed-with-trust" not in output
+
+
+def test_a_database_of_an_older_release_is_upgraded_before_the_node_starts(node_environ):
+    config, env = node_environ
+    engine = make_engine(c.database_url(config, AGENCY))
+    try:
+        with engine.begin() as connection:  # as an older release left it: its first revision
+            command.upgrade(migrations.alembic_config(connection), "node_0001")
+    finally:
+        engine.dispose()
+    assert _revisions(config) == {"node_0001"}
+    # Without the entrypoint, the node refuses it as behind (tests/integration/test_migrations.py).
+    output = _run_until_running_then_stop(env)
+    head = migrations.heads(False)[0]
+    assert f"cluebus-entrypoint: database {AGENCY}: node tables node_0001 → {head}" in output, output
+    assert _revisions(config) == {head}
+    # Once at the head, a restart has nothing to upgrade.
+    assert f"cluebus-entrypoint: database {AGENCY}: already at {head}" in _run_until_running_then_stop(env)
+
+
+def test_a_database_the_upgrade_cannot_migrate_is_refused_in_one_line_and_the_node_not_started(node_environ):
+    config, env = node_environ
+    engine = make_engine(c.database_url(config, AGENCY))
+    try:
+        with engine.begin() as connection:  # recorded by a newer release than this one
+            connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+            connection.execute(text("INSERT INTO alembic_version VALUES ('node_9999')"))
+    finally:
+        engine.dispose()
+    done = _entrypoint(env, "run", "--agency", AGENCY)
+    _one_line_failure(done, f"the database of {AGENCY} was not upgraded", "node_9999", "unknown to this release")
+    assert f"{AGENCY} node running" not in done.stdout
+    assert _revisions(config) == {"node_9999"}
 
 
 def test_the_node_health_check_passes_through_the_entrypoint(node_environ):

@@ -186,3 +186,11 @@ def test_the_build_context_leaves_out_data_keys_and_credentials():
     # ... but not what the image is built from.
     for needed in ("services", "adapters", "schemas", "pyproject.toml", "README.md", "docker"):
         assert needed not in ignored
+
+
+def test_the_entrypoint_upgrades_the_database_with_a_real_command_before_it_execs_the_node():
+    script = (DOCKER / "entrypoint.sh").read_text(encoding="utf-8")
+    upgrade = script.index('db upgrade --agency "$agency"')
+    assert upgrade < script.rindex('exec "$CLUEBUS" "$@"')
+    _parses(["db", "upgrade", "--agency", "court"])
+    _parses(["--config", "cluebus.yaml", "db", "upgrade", "--agency", "court"])
