@@ -4,6 +4,7 @@ atomically with mode 0600 from the start, and refused when group or others may r
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -19,12 +20,16 @@ def write_atomically(path: Path, text: str, *, mode: int = OWNER_ONLY) -> None:
     """Write ``text`` to ``path`` through a temporary file created with ``mode``, so a secret
     is never briefly world-readable and a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A name of its own: several processes (nodes sharing one key directory) may write the
+    # same file at once, and each must replace it whole.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

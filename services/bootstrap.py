@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from adapters.crypto.trust import TrustedKeyring
 from adapters.storage import migrations
 from adapters.storage.store import Store
 from services import config as c
@@ -49,12 +50,14 @@ class NodeParts:
     seal_by_default: bool
     # The jurisdiction's reward and fine rules (OFFICE.REWARD_RULES, FINE_RULES).
     money_rules: MoneyRules | None = None
+    # The keyring as keyring updates from the bus change it (adapters/crypto/trust.py).
+    keyring: TrustedKeyring | None = None
 
 
 def node_parts(config: Mapping, agency: str, *, clock: Clock = utc_now) -> NodeParts:
-    composer, verifier = settings.protocol_for(config, agency, clock=clock)
+    composer, verifier, keyring = settings.protocol_for(config, agency, clock=clock)
     return NodeParts(agency, composer, verifier, settings.delivery_policy(config),
-                     bool(config[c.DELIVERY][c.SEAL_BODIES]), money_rules(config))
+                     bool(config[c.DELIVERY][c.SEAL_BODIES]), money_rules(config), keyring)
 
 
 def money_rules(config: Mapping) -> MoneyRules | None:
@@ -132,7 +135,8 @@ def node_context(parts: NodeParts, store: TransactionFactory, clock: Clock, *,
     commit (services/domain/delivery.py, HANDED_OVER); the CLI and the office leave it to the
     relay."""
     return NodeContext(parts.agency, store, parts.composer, parts.verifier, clock, parts.policy,
-                       parts.seal_by_default, publishes_at_once=publishes_at_once, money_rules=parts.money_rules)
+                       parts.seal_by_default, publishes_at_once=publishes_at_once, money_rules=parts.money_rules,
+                       keyring=parts.keyring)
 
 
 def offline_context(config: Mapping, agency: str, *, clock: Clock = utc_now,

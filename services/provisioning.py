@@ -7,7 +7,7 @@ from typing import Mapping
 
 from adapters.transport.credentials import AgencyCredentials, BrokerAccount, CredentialsError
 from adapters.transport.management import ManagementApi, SetupReport
-from adapters.transport.provisioning import BrokerPlan, definitions
+from adapters.transport.provisioning import OPERATOR, BrokerPlan, definitions
 
 from . import config as c
 from . import settings
@@ -32,6 +32,13 @@ def credentials_for_plan(config: Mapping, plan: BrokerPlan, *, rotate: bool = Fa
                                          BrokerAccount.generate(names.control_user(agency)))
             store.save(existing)
         result[agency] = existing
+    # The bus operator's account, for keyring updates: a bus account only.
+    operator_user = names.bus_user(OPERATOR)
+    operator = store.load(OPERATOR, control=False) if store.exists(OPERATOR) and not rotate else None
+    if operator is None or operator.bus.user != operator_user:
+        operator = AgencyCredentials(OPERATOR, BrokerAccount.generate(operator_user), None)
+        store.save(operator)
+    result[OPERATOR] = operator
     return result
 
 
@@ -54,6 +61,6 @@ def remove(config: Mapping, admin_uri: str | None = None, *, forget_credentials:
     ManagementApi(admin_uri or config[c.BROKER][c.ADMIN_URI]).remove(plan)
     if forget_credentials:
         store = settings.credential_store(config)
-        for agency in plan.agencies:
+        for agency in [*plan.agencies, OPERATOR]:
             store.remove(agency)
     return plan

@@ -6,9 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Mapping
 
+from adapters.crypto.keychain import KeyChain
 from adapters.crypto.keys import KeyDirectory
-from adapters.crypto.sealing import BoxKey
-from adapters.crypto.signing import Signer
+from adapters.crypto.trust import TrustedKeyring
 from adapters.transport import uris
 from adapters.transport.credentials import AgencyCredentials, CredentialStore
 from adapters.transport.provisioning import BrokerNames, BrokerPlan, build_plan
@@ -90,13 +90,13 @@ def key_directory(config: Mapping) -> KeyDirectory:
     return KeyDirectory(Path(config[c.KEYS_DIR]).expanduser())
 
 
-def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifier]:
-    """The composer and verifier of ``agency``; private keys stay inside Signer and BoxKey."""
+def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifier, TrustedKeyring]:
+    """The composer and verifier of ``agency``, and its keyring as keyring updates change it;
+    private keys stay inside the key chain's Signers and BoxKeys."""
     directory = key_directory(config)
     keyring = directory.load_keyring()
-    material = directory.load_private(agency)
-    signer = Signer(agency, material.signing_key_id, material.signing_seed)
-    box_key = BoxKey(agency, material.box_key_id, material.box_secret)
+    chain = KeyChain(agency, keyring, directory.load_private_generations(agency), clock=clock)
+    signer, box_key = chain.signer, chain.box_key
     routes = route_table(config)
     protocol = config[c.PROTOCOL]
     composer = Composer(signer, routes, keyring, box_key, clock=clock)
@@ -105,4 +105,4 @@ def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifie
                         clock_skew=timedelta(seconds=float(protocol[c.CLOCK_SKEW_SECONDS])),
                         max_age=timedelta(seconds=float(protocol[c.MAX_DELIVERY_DELAY_SECONDS])),
                         box_key=box_key, clock=clock)
-    return composer, verifier
+    return composer, verifier, TrustedKeyring(directory, keyring, chain)

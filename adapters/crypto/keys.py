@@ -33,7 +33,12 @@ X25519 = "x25519"
 KEYRING_FORMAT = "cluebus-keyring/1"
 PRIVATE_KEY_FORMAT = "cluebus-private-key/1"
 KEYRING_FILE = "keyring.json"
+SIGNED_KEYRING_FILE = "keyring.signed.json"
+TRUST_ANCHOR_FILE = "trust-anchor.json"
 PRIVATE_DIR = "private"
+REQUESTS_DIR = "requests"
+ANCHOR_DIR = "anchor"
+ANCHOR_PRIVATE_FILE = "trust-anchor.key.json"
 
 
 def key_id_for(agency: str, algorithm: str, public_key: bytes) -> str:
@@ -49,9 +54,12 @@ class PublicKeyRecord:
     valid_from: datetime
     valid_until: datetime | None = None
     revoked: bool = False
+    # When the revocation takes effect: messages sent before it still verify (a court can
+    # still check them); None with ``revoked`` set = every use refused, whenever it was.
+    revoked_at: datetime | None = None
 
     def to_json(self) -> dict:
-        return {
+        document = {
             "key_id": self.key_id,
             "agency": self.agency,
             "algorithm": self.algorithm,
@@ -60,6 +68,13 @@ class PublicKeyRecord:
             "valid_until": format_timestamp(self.valid_until) if self.valid_until else None,
             "revoked": self.revoked,
         }
+        if self.revoked_at is not None:  # absent unless dated, so undated keyrings keep their bytes
+            document["revoked_at"] = format_timestamp(self.revoked_at)
+        return document
+
+    def revoked_for(self, at: datetime) -> bool:
+        """Whether the key may not be used for a message sent at ``at`` because it is revoked."""
+        return self.revoked and (self.revoked_at is None or at >= self.revoked_at)
 
     @classmethod
     def from_json(cls, data: dict) -> "PublicKeyRecord":
@@ -77,6 +92,8 @@ class PublicKeyRecord:
                 valid_until=(parse_timestamp(data["valid_until"]) if data.get("valid_until") is not None
                              else None),
                 revoked=data.get("revoked", False),
+                revoked_at=(parse_timestamp(data["revoked_at"]) if data.get("revoked_at") is not None
+                            else None),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise KeyStoreError(f"keyring entry {data.get('key_id', '?')!r} is malformed: {exc}") from exc
@@ -84,6 +101,8 @@ class PublicKeyRecord:
             raise KeyStoreError(f"keyring entry {record.key_id!r} has an unsupported key")
         if key_id_for(record.agency, record.algorithm, record.public_key) != record.key_id:
             raise KeyStoreError(f"keyring entry {record.key_id!r} does not match its public key")
+        if record.revoked_at is not None and not record.revoked:
+            raise KeyStoreError(f"keyring entry {record.key_id!r} has revoked_at but is not revoked")
         return record
 
 
@@ -96,8 +115,18 @@ class Keyring:
     def add(self, record: PublicKeyRecord) -> None:
         self.records[record.key_id] = record
 
-    def revoke(self, key_id: str) -> None:
-        self.records[key_id] = replace(self._get(key_id), revoked=True)
+    def revoke(self, key_id: str, at: datetime | None = None) -> None:
+        """Revoke ``key_id``: from ``at`` on (messages sent earlier still verify), or for
+        every use when ``at`` is None."""
+        self.records[key_id] = replace(self._get(key_id), revoked=True, revoked_at=at)
+
+    def replace_with(self, other: "Keyring") -> None:
+        """Take ``other``'s keys, in place: every composer and verifier holding this keyring
+        sees the new keys at once (one assignment, so no reader sees half of them)."""
+        self.records = dict(other.records)
+
+    def copy(self) -> "Keyring":
+        return Keyring(dict(self.records))
 
     def _get(self, key_id: str) -> PublicKeyRecord:
         try:
@@ -112,8 +141,9 @@ class Keyring:
             raise KeyPurposeMismatch(f"key {key_id!r} is an {record.algorithm} key, not {algorithm}")
         if record.agency != agency:
             raise KeyAgencyMismatch(f"key {key_id!r} belongs to {record.agency}, not {agency}")
-        if record.revoked:
-            raise KeyRevoked(f"key {key_id!r} has been revoked")
+        if record.revoked_for(at):
+            when = f" from {format_timestamp(record.revoked_at)}" if record.revoked_at else ""
+            raise KeyRevoked(f"key {key_id!r} has been revoked{when}")
         if at < record.valid_from:
             raise KeyNotYetValid(
                 f"key {key_id!r} is valid only from {format_timestamp(record.valid_from)}")
@@ -124,7 +154,7 @@ class Keyring:
     def current_key_id(self, agency: str, algorithm: str, at: datetime) -> str:
         """The newest key of ``agency`` that is valid at ``at``."""
         candidates = [r for r in self.records.values()
-                      if r.agency == agency and r.algorithm == algorithm and not r.revoked
+                      if r.agency == agency and r.algorithm == algorithm and not r.revoked_for(at)
                       and r.valid_from <= at and (r.valid_until is None or at < r.valid_until)]
         if not candidates:
             raise UnknownKey(f"no valid {algorithm} key for {agency} at {format_timestamp(at)}")
@@ -205,7 +235,17 @@ class AgencyKeyMaterial:
 
 
 class KeyDirectory:
-    """A directory holding ``keyring.json`` and ``private/<agency>.key.json`` (mode 0600)."""
+    """A directory holding the keyring and an agency's private keys:
+
+    - ``keyring.json``: the public keys (section 5.3 of docs/protocol.md);
+    - ``trust-anchor.json`` and ``keyring.signed.json``: the bus operator's trust anchor and
+      the keyring it signed (adapters/crypto/trust.py). Where the anchor is, only the signed
+      keyring counts, and ``keyring.json`` is its plain copy for reading;
+    - ``private/<agency>.key.json`` (mode 0600): the agency's current private keys, and
+      ``private/<agency>@<key hash>.key.json`` the ones a rotation replaced (still needed to
+      open what was sealed for them, and to sign until the new key is valid);
+    - ``anchor/trust-anchor.key.json`` (mode 0600), on the bus operator's machine only.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -214,14 +254,111 @@ class KeyDirectory:
     def keyring_path(self) -> Path:
         return self.path / KEYRING_FILE
 
+    @property
+    def signed_keyring_path(self) -> Path:
+        return self.path / SIGNED_KEYRING_FILE
+
+    @property
+    def trust_anchor_path(self) -> Path:
+        return self.path / TRUST_ANCHOR_FILE
+
+    @property
+    def anchor_private_path(self) -> Path:
+        return self.path / ANCHOR_DIR / ANCHOR_PRIVATE_FILE
+
     def private_path(self, agency: str) -> Path:
         return self.path / PRIVATE_DIR / f"{agency}.key.json"
 
+    def retired_private_path(self, material: "AgencyKeyMaterial") -> Path:
+        return self.path / PRIVATE_DIR / f"{material.agency}@{material.signing_key_id.rsplit(':', 1)[-1]}.key.json"
+
+    def request_path(self, agency: str) -> Path:
+        return self.path / REQUESTS_DIR / f"{agency}.request.json"
+
     def exists(self) -> bool:
-        return self.keyring_path.exists()
+        return self.keyring_path.exists() or self.signed_keyring_path.exists()
+
+    def has_trust_anchor(self) -> bool:
+        return self.trust_anchor_path.exists()
 
     def load_keyring(self) -> Keyring:
-        return Keyring.load(self.keyring_path)
+        """The keyring to verify with: the anchor-signed one where there is an anchor."""
+        signed = self.load_signed_keyring()
+        return signed.keyring if signed is not None else Keyring.load(self.keyring_path)
+
+    def load_trust_anchor(self):
+        """The trust anchor, or None where none was given (a keyring of round 1)."""
+        from .trust import TrustAnchor  # trust.py builds on this module
+        if not self.has_trust_anchor():
+            return None
+        try:
+            return TrustAnchor.from_json(json.loads(self.trust_anchor_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise KeyStoreError(f"cannot read the trust anchor {self.trust_anchor_path}: {exc}") from None
+
+    def load_signed_keyring(self):
+        """The anchor-signed keyring, verified; None where there is no trust anchor. With an
+        anchor, a missing or unverifiable signed keyring is refused (never the plain one)."""
+        from .trust import KeyringUpdateError, SignedKeyring
+        anchor = self.load_trust_anchor()
+        if anchor is None:
+            return None
+        try:
+            raw = self.signed_keyring_path.read_bytes()
+        except OSError as exc:
+            raise KeyStoreError(f"there is a trust anchor but no signed keyring at {self.signed_keyring_path}: "
+                                f"{exc.strerror}") from None
+        try:
+            return SignedKeyring.verify(raw, anchor)
+        except KeyringUpdateError as exc:
+            raise KeyStoreError(f"the signed keyring {self.signed_keyring_path} is refused "
+                                f"[{exc.rule}]: {exc.detail}") from None
+
+    def save_trust_anchor(self, anchor) -> None:
+        _write_atomically(self.trust_anchor_path, json.dumps(anchor.to_json(), indent=2) + "\n", mode=0o644)
+
+    def save_signed_keyring(self, signed) -> None:
+        """The signed document as it travels, then its plain copy (readers of round 1)."""
+        _write_atomically(self.signed_keyring_path, signed.raw.decode("utf-8") + "\n", mode=0o644)
+        signed.keyring.save(self.keyring_path)
+
+    def write_anchor_private(self, seed: bytes):
+        from .trust import AnchorKey
+        key = AnchorKey(seed)
+        directory = self.path / ANCHOR_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        _write_atomically(self.anchor_private_path,
+                          json.dumps(key.private_json(b64encode(seed)), indent=2) + "\n", mode=0o600)
+        return key
+
+    def load_anchor_private(self):
+        from .trust import AnchorKey
+        path = self.anchor_private_path
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            raise KeyStoreError(f"no trust anchor private key at {path}: only the bus operator signs keyrings "
+                                "(run this where `cluebus keys init` made the anchor)") from None
+        if mode & 0o077:
+            raise KeyStoreError(f"the trust anchor's private key {path} is readable by others (mode {mode:o}); chmod 600 it")
+        try:
+            return AnchorKey.from_private_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise KeyStoreError(f"cannot read the trust anchor's private key {path}: {exc}") from None
+
+    def retire_private(self, agency: str) -> AgencyKeyMaterial:
+        """Keep the current private keys under their retired name (a rotation)."""
+        current = self.load_private(agency)
+        os.replace(self.private_path(agency), self.retired_private_path(current))
+        return current
+
+    def load_private_generations(self, agency: str) -> list[AgencyKeyMaterial]:
+        """The current private keys first, then those rotations replaced."""
+        generations = [self.load_private(agency)]
+        for path in sorted((self.path / PRIVATE_DIR).glob(f"{agency}@*.key.json")):
+            generations.append(self._load_private_file(path, agency))
+        return generations
 
     def write_private(self, material: AgencyKeyMaterial) -> Path:
         private_dir = self.path / PRIVATE_DIR
@@ -240,7 +377,9 @@ class KeyDirectory:
         return path
 
     def load_private(self, agency: str) -> AgencyKeyMaterial:
-        path = self.private_path(agency)
+        return self._load_private_file(self.private_path(agency), agency)
+
+    def _load_private_file(self, path: Path, agency: str) -> AgencyKeyMaterial:
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
         except OSError as exc:
@@ -265,7 +404,10 @@ class KeyDirectory:
 def initialise_key_directory(path: str | os.PathLike, agencies: Iterable[str], *,
                              validity: timedelta, now: datetime | None = None,
                              force: bool = False) -> tuple[KeyDirectory, Keyring]:
-    """Generate keys for every agency and write the keyring and private files."""
+    """Everything on one machine (development, the demo, tests): a trust anchor, every
+    agency's keys and the keyring the anchor signed (version 1). A deployment makes each
+    agency's keys on its own machine instead (``cluebus keys init --agency``)."""
+    from .trust import SignedKeyring  # trust.py builds on this module
     directory = KeyDirectory(path)
     if directory.exists() and not force:
         raise KeyStoreError(
@@ -273,11 +415,15 @@ def initialise_key_directory(path: str | os.PathLike, agencies: Iterable[str], *
             "(messages signed with the old keys will no longer verify)")
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     directory.path.mkdir(parents=True, exist_ok=True)
+    for retired in (directory.path / PRIVATE_DIR).glob("*@*.key.json"):
+        retired.unlink()  # --force: the replaced keys' generations go with them
     keyring = Keyring()
     for agency in agencies:
         material = AgencyKeyMaterial.generate(agency)
         directory.write_private(material)
         for record in material.public_records(now, now + validity):
             keyring.add(record)
-    keyring.save(directory.keyring_path)
+    anchor_key = directory.write_anchor_private(os.urandom(32))
+    directory.save_trust_anchor(anchor_key.anchor)
+    directory.save_signed_keyring(SignedKeyring.issue(keyring, version=1, issued_at=now, key=anchor_key))
     return directory, keyring

@@ -42,6 +42,14 @@ class BoxKey:
     def __repr__(self) -> str:
         return f"BoxKey(agency={self.agency!r}, key_id={self.key_id!r})"
 
+    def at(self, when) -> "BoxKey":
+        """The key to seal with at ``when``: this one (see adapters/crypto/keychain.py)."""
+        return self
+
+    def for_key_id(self, key_id: str) -> "BoxKey | None":
+        """The key that opens what was sealed for ``key_id``: this one, if it is that key."""
+        return self if key_id == self.key_id else None
+
     def seal(self, plaintext: bytes, recipient_public: bytes, nonce: bytes | None = None) -> tuple[str, str]:
         """Return (nonce, ciphertext), both base64."""
         nonce = random_bytes(NONCE_BYTES) if nonce is None else nonce

@@ -28,6 +28,11 @@ class Signer:
     def __repr__(self) -> str:
         return f"Signer(agency={self.agency!r}, key_id={self.key_id!r})"
 
+    def at(self, when) -> "Signer":
+        """The signer for a message sent at ``when``: this one (adapters/crypto/keychain.py
+        picks among an agency's keys across a rotation)."""
+        return self
+
     def sign(self, message: bytes) -> str:
         """Detached signature of ``message``, base64."""
         return b64encode(self._key.sign(message).signature)

@@ -38,29 +38,34 @@ class BrokerAccount:
 
 @dataclass(frozen=True)
 class AgencyCredentials:
+    """An agency's two accounts; the bus operator's file (``bus_operator.json``) holds only
+    a bus account (it publishes keyring updates and has no control plane)."""
+
     agency: str
     bus: BrokerAccount
-    control: BrokerAccount
+    control: BrokerAccount | None
 
     def to_json(self) -> dict:
-        return {"format": CREDENTIALS_FORMAT, "agency": self.agency,
-                BUS: {"user": self.bus.user, "password": self.bus.password},
-                CONTROL: {"user": self.control.user, "password": self.control.password}}
+        document = {"format": CREDENTIALS_FORMAT, "agency": self.agency,
+                    BUS: {"user": self.bus.user, "password": self.bus.password}}
+        if self.control is not None:
+            document[CONTROL] = {"user": self.control.user, "password": self.control.password}
+        return document
 
     @classmethod
-    def from_json(cls, agency: str, data) -> "AgencyCredentials":
+    def from_json(cls, agency: str, data, *, control: bool = True) -> "AgencyCredentials":
         try:
             if data.get("format") != CREDENTIALS_FORMAT or data.get("agency") != agency:
                 raise ValueError("wrong format or agency")
             accounts = {}
-            for plane in (BUS, CONTROL):
+            for plane in (BUS, CONTROL) if control else (BUS,):
                 user, password = data[plane]["user"], data[plane]["password"]
                 if not (isinstance(user, str) and isinstance(password, str) and user and password):
                     raise ValueError(f"{plane} account needs a user and a password")
                 accounts[plane] = BrokerAccount(user, password)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise CredentialsError(f"broker credentials of {agency} are malformed: {exc}") from None
-        return cls(agency, accounts[BUS], accounts[CONTROL])
+        return cls(agency, accounts[BUS], accounts.get(CONTROL))
 
 
 class CredentialStore:
@@ -73,7 +78,7 @@ class CredentialStore:
     def exists(self, agency: str) -> bool:
         return self.path_for(agency).exists()
 
-    def load(self, agency: str) -> AgencyCredentials:
+    def load(self, agency: str, *, control: bool = True) -> AgencyCredentials:
         path = self.path_for(agency)
         try:
             text = read_private(path, f"broker credentials of {agency}")
@@ -83,7 +88,7 @@ class CredentialStore:
             data = json.loads(text)
         except ValueError as exc:
             raise CredentialsError(f"broker credentials {path} are not JSON: {exc}") from None
-        return AgencyCredentials.from_json(agency, data)
+        return AgencyCredentials.from_json(agency, data, control=control)
 
     def save(self, credentials: AgencyCredentials) -> Path:
         private_directory(self.path)

@@ -37,8 +37,10 @@ class EnvelopePublisher:
     published back to back and their confirms awaited once (publish_many)."""
 
     def __init__(self, amqp_uri: str, topology: Topology, user_id: str, *,
-                 connect_timeout: float = 5.0, confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS):
+                 connect_timeout: float = 5.0, confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS,
+                 content_type: str = CONTENT_TYPE):
         self.amqp_uri = amqp_uri
+        self.content_type = content_type  # envelopes; the operator's keyring updates have their own
         self.topology = topology
         self.user_id = user_id
         self.connect_timeout = connect_timeout
@@ -97,7 +99,7 @@ class EnvelopePublisher:
                 channel = self._open_channel()
                 self._outcome = {}
                 for message_id, raw, routing_key in items:
-                    message = amqp.Message(raw, content_type=CONTENT_TYPE, content_encoding=CONTENT_ENCODING,
+                    message = amqp.Message(raw, content_type=self.content_type, content_encoding=CONTENT_ENCODING,
                                            delivery_mode=PERSISTENT, user_id=self.user_id, message_id=message_id)
                     channel.basic_publish(message, exchange=self.topology.exchange_name,
                                           routing_key=routing_key, mandatory=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, ContextManager, Protocol
 
+from adapters.crypto.trust import TrustedKeyring
 from adapters.storage.repository import NodeRepository
 from services.domain.money import MoneyRules
 from services.protocol.compose import Composer
@@ -47,3 +48,6 @@ class NodeContext:
     # The jurisdiction's money rules (services/domain/money.py): a reward amount that breaks
     # its rule is refused when sent and rejected when received (reward.rule_broken). None: none.
     money_rules: MoneyRules | None = None
+    # The keyring as the bus operator's signed updates change it (handlers/keyring_updates.py);
+    # None: the node takes no keyring updates.
+    keyring: TrustedKeyring | None = None

@@ -20,6 +20,7 @@ from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from services import config as c
 from services import bootstrap
 from services import settings
+from services.handlers import keyring_updates
 from services.nodes.base import REQUEUE_PAUSE_SECONDS, AgencyNode
 from services.nodes.dependencies import Clock, NodeDatabase, NodeProtocol, NodeTransport
 from services.nodes.entrypoints import consume_envelopes, control_rpc
@@ -108,6 +109,9 @@ class JointOfficeBase:
         results = []
         for delivery in deliveries:
             try:
+                if keyring_updates.is_keyring_update(delivery):
+                    results.append(keyring_updates.take_keyring_updates(ctx.node, [delivery])[0].__dict__)
+                    continue
                 results.append(handlers.observe(ctx, delivery))
             except Exception:
                 log.exception("office: could not record an observed message; it will be redelivered")

@@ -84,6 +84,7 @@ class Composer:
         except SchemaError as exc:
             raise ComposeError(exc.rule, exc.detail, exc.messages) from None
         sent_at = sent_at or self.clock()
+        signer = self.signer.at(sent_at)  # across a key rotation: the key valid at sent_at
         envelope = {
             "protocol": PROTOCOL,
             "message_id": message_id or str(uuid.uuid4()),
@@ -94,7 +95,7 @@ class Composer:
             "referral_id": referral_id,
             "in_reply_to": in_reply_to,
             "sent_at": format_timestamp(sent_at),
-            "sender_key_id": self.signer.key_id,
+            "sender_key_id": signer.key_id,
             "body_encoding": SEALED if seal else PLAIN,
             "body": self._seal(kind, wire_body, recipient, sent_at) if seal else wire_body,
         }
@@ -104,7 +105,7 @@ class Composer:
         if problems:
             raise ComposeError(rules.ENVELOPE_INVALID, f"envelope is invalid: {summarise_messages(problems)}",
                                problems)
-        envelope = sign_envelope(envelope, self.signer)
+        envelope = sign_envelope(envelope, signer)
         return SignedMessage(encode(envelope), envelope, wire_body)
 
     def _seal(self, kind: str, wire_body: dict, recipient: str, at: datetime) -> dict:
@@ -115,10 +116,11 @@ class Composer:
             recipient_key = self.keyring.records[recipient_key_id].public_key
         except CryptoError as exc:
             raise ComposeError(exc.rule, exc.detail) from None
-        nonce, ciphertext = self.box_key.seal(canonical_bytes(wire_body), recipient_key)
+        box_key = self.box_key.at(at)
+        nonce, ciphertext = box_key.seal(canonical_bytes(wire_body), recipient_key)
         return {
             "alg": SEAL_ALGORITHM,
-            "sender_box_key_id": self.box_key.key_id,
+            "sender_box_key_id": box_key.key_id,
             "recipient_box_key_id": recipient_key_id,
             "nonce": nonce,
             "ciphertext": ciphertext,

@@ -201,11 +201,12 @@ class Verifier:
             # Our own key too must have been valid (not revoked, not expired) when it was used.
             self.keyring.key_for(sealed["recipient_box_key_id"], agency=envelope["recipient"],
                                  algorithm=X25519, at=sent_at)
-            if sealed["recipient_box_key_id"] != self.box_key.key_id:
-                raise SealError(f"sealed for key {sealed['recipient_box_key_id']}, not ours ({self.box_key.key_id})")
+            box_key = self.box_key.for_key_id(sealed["recipient_box_key_id"])
+            if box_key is None:
+                raise SealError(f"sealed for key {sealed['recipient_box_key_id']}, which is not one of ours")
             sender_key = self.keyring.key_for(sealed["sender_box_key_id"], agency=envelope["sender"],
                                               algorithm=X25519, at=sent_at)
-            plaintext = self.box_key.open(sealed["nonce"], sealed["ciphertext"], sender_key.public_key)
+            plaintext = box_key.open(sealed["nonce"], sealed["ciphertext"], sender_key.public_key)
             body = strict_loads(plaintext)
             if not isinstance(body, dict) or canonical_bytes(body) != plaintext:
                 raise SealError("sealed plaintext is not the canonical JSON of an object")

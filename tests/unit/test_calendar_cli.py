@@ -80,8 +80,8 @@ def test_overdue_lists_a_step_with_no_limit(capsys, tmp_path, monkeypatch):
     clock = FakeClock(sent_at)
     store = bootstrap.open_store(config, "joint_office")
     office = bootstrap.office_context(config, clock=clock, store=store)
-    health, _ = settings.protocol_for(config, "health", clock=clock)
-    bureau, _ = settings.protocol_for(config, "medical_security", clock=clock)
+    health = settings.protocol_for(config, "health", clock=clock)[0]
+    bureau = settings.protocol_for(config, "medical_security", clock=clock)[0]
     body = dict(sample_body("clue_transfer"), category="medical_conduct", attachments=[])
     clue = bureau.compose("clue_transfer", "health", body, referral_id="5c3f2a1b-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
                           sent_at=sent_at)

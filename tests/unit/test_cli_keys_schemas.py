@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from adapters.crypto.keys import KeyDirectory
+from adapters.crypto.trust import KeyRequest
 from adapters.crypto.signing import Signer
 from schemas.envelope import ENVELOPE_FIELDS
 from schemas.registry import BODY_SCHEMAS, KINDS
@@ -61,7 +62,8 @@ def test_keys_init_then_list(tmp_path, capsys):
 
     code, out, err = run(capsys, "keys", "list", "--dir", str(directory))
     assert code == 0 and err == ""
-    lines = [line for line in out.splitlines() if line.strip()]
+    assert "keyring version 1" in out and "signed by the trust anchor bus_operator:ed25519:" in out
+    lines = [line for line in out.splitlines() if ":ed25519:" in line or ":x25519:" in line][1:]
     assert len(lines) == len(keyring.records)
     for key_id in keyring.records:
         assert sum(key_id in line for line in lines) == 1
@@ -72,15 +74,23 @@ def test_keys_init_then_list(tmp_path, capsys):
         assert secret["signing_seed"] not in out and secret["box_secret"] not in out
 
 
-def test_keys_init_for_some_agencies_with_a_validity(tmp_path, capsys):
+def test_keys_init_for_an_agency_makes_only_its_own_keys_and_a_request(tmp_path, capsys):
+    """An agency makes its own key pair on its own machine; the keyring is the bus operator's."""
     directory = tmp_path / "keys"
     code, out, _ = run(capsys, "keys", "init", "--dir", str(directory), "--agency", "medical_security",
-                       "--agency", "public_security", "--validity-days", "30")
+                       "--agency", "public_security")
     assert code == 0
-    keyring = KeyDirectory(directory).load_keyring()
-    assert {r.agency for r in keyring.records.values()} == {"medical_security", "public_security"}
-    for record in keyring.records.values():
-        assert (record.valid_until - record.valid_from).days == 30
+    assert not (directory / "keyring.json").exists() and not (directory / "keyring.signed.json").exists()
+    for agency in ("medical_security", "public_security"):
+        material = KeyDirectory(directory).load_private(agency)
+        request = KeyRequest.load(json.loads((directory / "requests" / f"{agency}.request.json").read_text()))
+        assert request.agency == agency and request.replaces is None
+        assert {r.key_id for r in request.records} == {material.signing_key_id, material.box_key_id}
+        assert f"cluebus keys publish --add {agency}.request.json" in out
+    assert not (directory / "private" / "court.key.json").exists()
+    # Again: refused, the key in use is not replaced by accident.
+    code, _, err = run(capsys, "keys", "init", "--dir", str(directory), "--agency", "medical_security")
+    assert code == 2 and "keys rotate --agency medical_security" in _one_line_error(err)
 
 
 def test_keys_init_twice_fails_with_exit_code_2_and_one_line(tmp_path, capsys):
@@ -121,8 +131,10 @@ def test_keys_revoke_then_verification_fails(tmp_path, capsys):
     run(capsys, "keys", "init", "--dir", str(directory.path))
     material = directory.load_private("medical_security")
 
-    code, out, err = run(capsys, "keys", "revoke", material.signing_key_id, "--dir", str(directory.path))
+    code, out, err = run(capsys, "keys", "revoke", material.signing_key_id, "--dir", str(directory.path),
+                         "--no-send")
     assert code == 0 and err == "" and material.signing_key_id in out
+    assert "signed keyring version 2" in out
 
     keyring = directory.load_keyring()
     assert keyring.records[material.signing_key_id].revoked is True
@@ -153,7 +165,7 @@ def test_keys_revoke_then_verification_fails(tmp_path, capsys):
 def test_keys_revoke_an_unknown_key(tmp_path, capsys):
     run(capsys, "keys", "init", "--dir", str(tmp_path / "keys"))
     code, _, err = run(capsys, "keys", "revoke", "medical_security:ed25519:" + "0" * 32,
-                       "--dir", str(tmp_path / "keys"))
+                       "--dir", str(tmp_path / "keys"), "--no-send")
     assert code == 2
     assert "[key.unknown]" in _one_line_error(err)
 

@@ -167,7 +167,7 @@ def test_keyring_entry_whose_key_id_does_not_match_its_public_key(fresh):
     first["public_key"] = second["public_key"]  # someone swapped in another key
     directory.keyring_path.write_text(json.dumps(document))
     with pytest.raises(KeyStoreError) as info:
-        directory.load_keyring()
+        Keyring.load(directory.keyring_path)
     assert "does not match its public key" in info.value.detail
 
 
@@ -183,7 +183,7 @@ def test_keyring_entry_relabelled(fresh, field, value):
     entry[field] = value
     directory.keyring_path.write_text(json.dumps(document))
     with pytest.raises(KeyStoreError):
-        directory.load_keyring()
+        Keyring.load(directory.keyring_path)
 
 
 @pytest.mark.parametrize("change", [

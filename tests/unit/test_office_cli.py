@@ -76,9 +76,9 @@ class Observer:
         self.clock = FakeClock(A_SENT)
         self.store = bootstrap.open_store(config, OFFICE)
         self.office = bootstrap.office_context(config, clock=self.clock, store=self.store)
-        self.bureau, _ = settings.protocol_for(config, MS, clock=self.clock)
-        self.police, _ = settings.protocol_for(config, PS, clock=self.clock)
-        self.procuratorate, _ = settings.protocol_for(config, PROC, clock=self.clock)
+        self.bureau = settings.protocol_for(config, MS, clock=self.clock)[0]
+        self.police = settings.protocol_for(config, PS, clock=self.clock)[0]
+        self.procuratorate = settings.protocol_for(config, PROC, clock=self.clock)[0]
 
     def observe(self, signed):
         assert handlers.observe(self.office, signed.raw)["status"] == "observed"
