@@ -13,6 +13,7 @@ from services import config as c
 from services import provisioning, settings
 
 from .errors import CommandError
+from .progress import Progress
 
 
 def register(commands) -> None:
@@ -42,9 +43,14 @@ def register(commands) -> None:
     remove.set_defaults(handler=run_remove)
 
 
-def _failing(action):
+def _failing(action, waiting: str | None = None):
+    """``waiting``: what a progress line on stderr says while the action talks to the broker's
+    management API (one request per account, permission and queue: seconds on a remote broker)."""
     try:
-        return action()
+        if waiting is None:
+            return action()
+        with Progress(waiting, transient=True) as progress, progress.ticking():
+            return action()
     except (ManagementError, CredentialsError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -52,7 +58,8 @@ def _failing(action):
 def run_setup(args: argparse.Namespace) -> int:
     config = c.load_config(args.config)
     plan, report = _failing(lambda: provisioning.setup(config, args.admin, rotate=args.rotate,
-                                                       keep_admin_access=args.keep_admin_access))
+                                                       keep_admin_access=args.keep_admin_access),
+                            "setting up the bus (virtual hosts, accounts, permissions, queues)")
     print(f"bus virtual host {plan.bus_vhost}: {len(plan.agencies)} agencies, "
           f"{len(plan.accounts)} accounts, {len(plan.queues)} queues")
     for line in report.created:
@@ -90,6 +97,6 @@ def run_credentials(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     config = c.load_config(args.config)
-    plan = _failing(lambda: provisioning.remove(config, args.admin))
+    plan = _failing(lambda: provisioning.remove(config, args.admin), "removing the bus")
     print(f"removed virtual hosts {', '.join(plan.vhosts)} and {len(plan.accounts)} accounts")
     return 0

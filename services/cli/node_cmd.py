@@ -14,6 +14,7 @@ import hashlib
 import json
 import signal
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +42,10 @@ from services.bootstrap import DatabaseMissing, DatabaseUnavailable, node_agenci
 from services.runner import BrokerUnreachable, check_bus, check_control, start_nodes
 
 from .errors import CommandError
+from .progress import Progress
 from .times import time_format
+
+DEFAULT_WAIT_SECONDS = 60.0
 
 
 def register(commands) -> None:
@@ -57,6 +61,7 @@ def register(commands) -> None:
     send.add_argument("--referral", help="an existing referral to follow up")
     _sealing_options(send)
     send.add_argument("--request-id", help="a request id of your own: a repeated command with it sends nothing new")
+    _wait_option(send)
     send.set_defaults(handler=send_message)
 
     answer = commands.add_parser("answer", help="answer a message in the inbox")
@@ -66,6 +71,7 @@ def register(commands) -> None:
     answer.add_argument("--file", required=True, help="JSON file with the answer's body")
     _sealing_options(answer)
     answer.add_argument("--request-id", help="a request id of your own: a repeated command with it sends nothing new")
+    _wait_option(answer)
     answer.set_defaults(handler=answer_message)
 
     for name, handler, helptext in (("inbox", show_inbox, "messages received"),
@@ -109,6 +115,22 @@ def _sealing_options(parser) -> None:
     seal.add_argument("--seal", dest="seal", action="store_true", default=None,
                       help="seal the body for the recipient (the default when DELIVERY.SEAL_BODIES is true)")
     seal.add_argument("--no-seal", dest="seal", action="store_false", help="send the body in the clear")
+
+
+def _wait_option(parser) -> None:
+    parser.add_argument("--wait", type=_seconds, nargs="?", const=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
+                        help=f"then wait for the recipients' receipts (default {DEFAULT_WAIT_SECONDS:.0f} s), which "
+                             "the running node records; exit 1 unless every one accepts")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give between 0 and 86400 seconds")
+    return value
 
 
 def _as(parser) -> None:
@@ -298,7 +320,52 @@ def send_message(args: argparse.Namespace) -> int:
         print(f"{args.agency}: request {request.request_id} was done before; nothing new sent")
     else:
         print(f"{args.agency}: signed and committed {len(sent)} message(s)")
-    return 0 if _publish_now(config, ctx, sent) else 1
+    return _published_and_receipted(args, config, ctx, sent)
+
+
+def _published_and_receipted(args, config, ctx, sent) -> int:
+    if not _publish_now(config, ctx, sent):
+        return 1
+    if args.wait is None:
+        return 0
+    return 0 if _wait_for_receipts(ctx, sent, args.wait, time_format(args, config)) else 1
+
+
+SETTLED = ("receipted", "done", "failed")  # services/domain/delivery.py: nothing more will come
+
+
+def _wait_for_receipts(ctx, sent, seconds: float, when) -> bool:
+    """Poll the agency's own database (the running node records receipts there) until every
+    message sent has its receipt, or gave up, or ``seconds`` pass; one line per message.
+    True when every one was accepted."""
+    wanted = [m["message_id"] for m in sent.summary["messages"]]
+    deadline = time.monotonic() + seconds
+    with Progress(f"waiting for {len(wanted)} receipt(s)", total=len(wanted), transient=True) as progress:
+        while True:
+            with ctx.store.transaction() as repo:
+                rows = [queries.outbox_summary(repo.outbox_entry(m), repo.message(m)) for m in wanted]
+            settled = sum(row["state"] in SETTLED for row in rows)
+            if settled == len(rows) or time.monotonic() >= deadline:
+                break
+            progress.update(done=settled)
+            eventlet.sleep(0.2)  # a person is waiting; polling one's own database is cheap
+    accepted = True
+    for row in rows:
+        what = f"  {row['kind']} {row['message_id']} → {row['recipient']}:"
+        if row["state"] == "done":
+            print(f"{what} needs no receipt")
+        elif row["state"] == "receipted":
+            codes = f" ({', '.join(row['reason_codes'])})" if row["reason_codes"] else ""
+            print(f"{what} receipt {row['status']}{codes}")
+            accepted &= row["status"] == "accepted"
+        elif row["state"] == "failed":
+            print(f"{what} delivery gave up after {row['attempts']} attempt(s): {row['last_error'] or 'no receipt'}")
+            accepted = False
+        else:
+            print(f"{what} no receipt within {seconds:g} s ({row['state']}); it stays in the outbox and the "
+                  f"{ctx.agency} node, which records receipts, keeps delivering it while it runs")
+            accepted = False
+    return accepted
 
 
 def _sealing(config, choice: bool | None) -> bool:
@@ -320,7 +387,7 @@ def answer_message(args: argparse.Namespace) -> int:
     sent = _acting(lambda: workflows.reply(ctx, args.message_id, args.kind, body, seal=_sealing(config, args.seal),
                                            request=request))
     print(f"{args.agency}: {'already answered' if sent.repeated else 'answered'} {args.message_id}")
-    return 0 if _publish_now(config, ctx, sent) else 1
+    return _published_and_receipted(args, config, ctx, sent)
 
 
 # -- views -----------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ progress never goes there.
 
 A terminal shows ``importing rows: 420/1000 (42%), 12 s, about 17 s left``, rewritten in place;
 a file or pipe gets that line once per ``interval`` (5 s) and once more on ``finish``, which
-ends with ``done in 29 s`` (or what ``finish(note=...)`` says, e.g. ``failed``).
+ends with ``done in 29 s`` (or what ``finish(note=...)`` says). Leaving the ``with`` block by an
+exception ends a line already shown with ``failed``, and adds none otherwise (the command's
+error is then its one line).
 ``transient=True`` is for the many short waits of a command that prints its own result lines
 (the demo's receipts): the final line is wiped from a terminal, and on a log it is written
 only if the wait was long enough to have shown a line at all.
@@ -121,8 +123,12 @@ class Progress:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.finish(None if exc_type is None else
-                    "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        if exc_type is None:
+            self.finish()
+        elif self._last_shown is None:
+            self._finished = True  # failed before saying anything: the error says it all, in one line
+        else:
+            self.finish("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
 
     # -- the text -------------------------------------------------------------------------------
     def line(self, now: float | None = None) -> str:

@@ -19,7 +19,7 @@ from services import settings
 from services.cli.main import main
 from tests.fixtures.bodies import sample_body
 
-MEDICAL, POLICE = "medical_security", "public_security"
+MEDICAL, POLICE, PROCURATORATE = "medical_security", "public_security", "procuratorate"
 
 
 def _cli(bus, monkeypatch, capsys, *argv):
@@ -87,6 +87,27 @@ def test_send_inbox_answer_and_trace_from_the_command_line(bus, tmp_path, monkey
     code, _, err = _cli(bus, monkeypatch, capsys, "answer", received["message_id"], "--as", POLICE,
                         "--kind", k.FILING_DECISION, "--file", str(decision))
     assert code == 2 and "lifecycle.transition" in err and len(err.strip().splitlines()) == 1
+
+
+def test_send_wait_returns_once_every_receipt_is_recorded(bus, tmp_path, monkeypatch, capsys):
+    """`send --wait`: the clue and its copy to the procuratorate, each receipt recorded by the
+    running sender node, one line each; exit 0 as both accepted."""
+    bus.sync_clock()
+    clue = tmp_path / "clue.json"
+    clue.write_text(json.dumps(sample_body(k.CLUE_TRANSFER), ensure_ascii=False), encoding="utf-8")
+    bus.create(MEDICAL, POLICE, PROCURATORATE)
+    bus.start(MEDICAL, POLICE, PROCURATORATE)
+    code, out, err = _cli(bus, monkeypatch, capsys, "send", "--as", MEDICAL, "--file", str(clue), "--to", POLICE,
+                          "--wait", "60")
+    assert code == 0, out + err
+    receipts = [line for line in out.splitlines() if ": receipt " in line]
+    assert len(receipts) == 2, out
+    assert any(line.split()[0] == k.CLUE_TRANSFER and line.endswith(f"→ {POLICE}: receipt accepted")
+               for line in receipts), out
+    assert any(line.split()[0] == k.COPY_NOTICE and line.endswith(f"→ {PROCURATORATE}: receipt accepted")
+               for line in receipts), out
+    code, out, _ = _cli(bus, monkeypatch, capsys, "outbox", "--as", MEDICAL, "--json")
+    assert {row["state"] for row in json.loads(out)} == {"receipted"}
 
 
 # -- a PostgreSQL database that is not there: one line naming it and how to create it --------

@@ -63,13 +63,25 @@ def test_a_terminal_line_is_rewritten_in_place_and_ended_by_finish():
     assert text.count("\n") == 1
 
 
-def test_an_exception_marks_the_line_failed_and_finish_is_shown_once():
+def test_an_exception_ends_a_shown_line_with_failed_and_finish_is_shown_once():
+    clock, out = FakeClock(), io.StringIO()
+    with pytest.raises(RuntimeError):
+        with Progress("setting up", stream=out, interval=5, clock=clock) as progress:
+            clock.now += 6
+            progress.update()
+            raise RuntimeError("boom")
+    progress.finish()
+    assert out.getvalue() == "setting up: 6.0 s\nsetting up: failed\n"
+
+
+def test_an_exception_before_anything_was_shown_adds_no_line():
+    # The command's error is then its only line (cluebus errors are one line).
     clock, out = FakeClock(), io.StringIO()
     with pytest.raises(RuntimeError):
         with Progress("setting up", stream=out, clock=clock) as progress:
             raise RuntimeError("boom")
     progress.finish()
-    assert out.getvalue() == "setting up: failed\n"
+    assert out.getvalue() == ""
 
 
 def test_disabled_or_closed_streams_print_nothing_and_never_raise():
