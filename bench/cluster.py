@@ -56,7 +56,9 @@ from services import config as c  # noqa: E402
 
 from bench import faults  # noqa: E402
 from bench.bench_delivery import RECEIVER, SENDER, Setup  # noqa: E402
-from bench.faults import Databases, Feeder, Node, count_everything, queue_depths, utcnow, verify_audit, wait_for  # noqa: E402
+from bench.faults import (Databases, Feeder, Node, count_everything, how_far, queue_depths, utcnow,  # noqa: E402
+                          verify_audit, wait_for)
+from services.cli.progress import Progress  # noqa: E402
 from tests.support.rabbit_node import RabbitCluster  # noqa: E402
 
 
@@ -64,22 +66,9 @@ def log(message: str) -> None:
     print(f"[cluster {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def progress(dbs: Databases, feeder: Feeder) -> str:
-    return (f"{len(feeder.answered)}/{feeder.count} accepted, {dbs.stored()} stored, {dbs.receipted()} receipted, "
-            f"{dbs.unreceipted()} in flight")
-
-
-def wait_with_progress(predicate, timeout: float, what: str, dbs: Databases, feeder: Feeder, every: float = 10.0):
-    """faults.wait_for, saying how far things are every ``every`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            return wait_for(predicate, min(every, max(left, 0.1)), what)
-        except TimeoutError:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}") from None
-            log(f"waiting for {what}: {progress(dbs, feeder)}")
+def wait_with_progress(predicate, timeout: float, what: str, dbs: Databases, feeder: Feeder):
+    """faults.wait_for with a progress line saying how far things are (services/cli/progress.py)."""
+    return wait_for(predicate, timeout, what, label="cluster", how_far=lambda: how_far(dbs, feeder))
 
 
 def run(args) -> dict:
@@ -96,7 +85,8 @@ def run(args) -> dict:
     try:
         log("starting a 3-node RabbitMQ cluster: " + ", ".join(
             f"{m.name} (AMQP {m.amqp_port}, management {m.management_port})" for m in cluster.nodes) + f" in {base}")
-        cluster.start()
+        with Progress("[cluster] starting the 3 RabbitMQ members") as starting, starting.ticking():
+            cluster.start()
         addresses = ",".join(f"127.0.0.1:{m.amqp_port}" for m in cluster.nodes)
         environ = {"CLUEBUS_BROKER_ADDRESSES": addresses, "CLUEBUS_QUORUM_GROUP_SIZE": "3",
                    "CLUEBUS_CONTROL_QUEUE_TYPE": args.control_queue_type}

@@ -60,6 +60,7 @@ import traceback  # noqa: E402
 import urllib.parse  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,6 +75,7 @@ from adapters.storage.tables import (AuditEntry, ControlRequest, InboxEntry, Lea
                                      OutboxEntry, QuarantineEntry, Referral)
 from services import config as c  # noqa: E402
 from services import settings  # noqa: E402
+from services.cli.progress import Progress  # noqa: E402
 
 from bench.bench_delivery import CLUEBUS, POSTGRES_ADMIN, RECEIVER, SENDER, Process, Setup, clue_body  # noqa: E402
 from tests.support.rabbit_node import RabbitNode  # noqa: E402
@@ -81,26 +83,60 @@ from tests.support.rabbit_node import RabbitNode  # noqa: E402
 CLUE_OFFSET = 20_000_000  # clue numbers YB-B20000000, ...
 POLL = 0.2                # seconds between two looks at the databases
 CLUE, RECEIPT = "clue_transfer", "receipt"
+LOG_EVERY = 10.0          # seconds between two progress lines of a long wait in a log
 
 
 def log(message: str) -> None:
     print(f"[faults {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def how_far(dbs: "Databases", feeder: "Feeder") -> str:
+    """A progress line's note: the client's and the databases' counts (``?`` for a database
+    not made yet: the recipient's, before its node first starts)."""
+    def count(name: str):
+        try:
+            return getattr(dbs, name)()
+        except sqlalchemy.exc.SQLAlchemyError:
+            return "?"
+    return (f"{len(feeder.answered)}/{feeder.count} accepted, {count('stored')} stored, "
+            f"{count('receipted')} receipted, {count('unreceipted')} in flight")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = POLL):
-    """Poll ``predicate`` until it returns something true; raise after ``timeout`` seconds."""
+def wait_for(predicate, timeout: float, what: str, poll: float = POLL, *, label: str = "",
+             how_far: Callable[[], str] | None = None, every: float = LOG_EVERY):
+    """Poll ``predicate`` until it returns something true; raise after ``timeout`` seconds.
+    With a ``label`` (the main waits; never a feeder thread's), a progress line on stderr
+    (services/cli/progress.py) says what it waits for, for how long and, from ``how_far`` (run
+    at most once a second: it counts in the databases), how far things are; a line every
+    ``every`` seconds when stderr is not a terminal, nothing for a wait shorter than that."""
     deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        eventlet.sleep(poll)
+    line = Progress(f"[{label}] waiting for {what}", interval=every, transient=True) if label else None
+    noted = 0.0
+    try:
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            if line is not None:
+                if how_far is not None and time.monotonic() - noted >= 1.0:
+                    noted = time.monotonic()
+                    line.update(note=how_far())
+                else:
+                    line.update()
+            eventlet.sleep(poll)
+    except BaseException as error:
+        if line is not None:
+            line.finish("timed out" if isinstance(error, TimeoutError) else "failed")
+        raise
+    finally:
+        if line is not None:
+            line.finish()  # after success (once finished, a line says nothing more)
 
 
 # -- the two nodes, each a `cluebus run` process -------------------------------------------------
@@ -441,12 +477,13 @@ def play(args, database: str, rabbit: RabbitNode, receiver: Node, sender: Node, 
     # The recipient keeps up with the sender (both do about the same work per clue), so a
     # backlog forms only while it is not running: it starts once `in_flight` are waiting.
     wait_for(lambda: dbs.unreceipted() >= args.in_flight or feeder.finished,
-             max(deadline - time.monotonic(), 1), f"{args.in_flight} clues in flight")
+             max(deadline - time.monotonic(), 1), f"{args.in_flight} clues in flight", label=f"faults {database}",
+             how_far=lambda: how_far(dbs, feeder))
     feeder.pace()
     log(f"{database}: {dbs.unreceipted()} in flight; starting the recipient, the client now paced")
     receiver.start()
     wait_for(lambda: dbs.stored() > 0, max(deadline - time.monotonic(), 1), "the recipient to store a clue",
-             poll=0.02)
+             poll=0.02, label=f"faults {database}")
 
     phases = [
         ("broker", rabbit.kill, rabbit.start),  # SIGKILL to the VM's PID; the same name and data
@@ -489,7 +526,8 @@ def play(args, database: str, rabbit: RabbitNode, receiver: Node, sender: Node, 
             if feeder.finished and dbs.unreceipted() == 0:
                 return "nothing left in flight"
             return None
-        how = wait_for(recovered, max(deadline - time.monotonic(), 1), f"the round trip after killing {target}")
+        how = wait_for(recovered, max(deadline - time.monotonic(), 1), f"the round trip after killing {target}",
+                       label=f"faults {database}", how_far=lambda: how_far(dbs, feeder))
         recovery = time.monotonic() - kill_clock
         log(f"{database}: recovered from the {target} kill in {recovery:.1f} s ({how})")
         kill_record["recovery_seconds"] = round(recovery, 1) if how == "round trip" else None
@@ -547,7 +585,8 @@ def run_once(args, database: str) -> dict:
                 return False
             return not any(queue_depths(rabbit, vhost).values())
         try:
-            wait_for(settled, max(deadline - time.monotonic(), 1), "every transfer to be receipted")
+            wait_for(settled, max(deadline - time.monotonic(), 1), "every transfer to be receipted",
+                     label=f"faults {database}", how_far=lambda: how_far(dbs, feeder))
             result["settled"] = True
         except TimeoutError as error:
             log(f"{database}: {error}")
