@@ -6,8 +6,11 @@
 #      $CLUEBUS_CONFIG), so it checks exactly the paths and addresses the node will use;
 #   2. for `run --agency X`: checks the mounted secrets: X's private key
 #      (KEYS_DIR/private/X.key.json) and broker credentials (CREDENTIALS_DIR/X.json) exist, are
-#      files and readable by no one but their owner (0600 or 0400), and the public keyring
-#      (KEYS_DIR/keyring.json) exists; for an observer (the office), its accounts file if present;
+#      files and readable by no one but their owner (0600 or 0400); with the bus operator's
+#      trust anchor (KEYS_DIR/trust-anchor.json), puts the first signed keyring (a secret,
+#      KEYS_DIR/keyring.signed.json) into KEYRING_DIR unless the node keeps one there already
+#      (later versions come over the bus); else the public keyring (keyring.json) must exist;
+#      for an observer (the office), its accounts file if present;
 #   3. waits for the broker (every address of BROKER.BUS_URI) and the database (a
 #      PostgreSQL DATABASE_URL; nothing to wait for with SQLite) to accept TCP connections,
 #      up to $WAIT_SECONDS (default 60);
@@ -82,6 +85,7 @@ if split.scheme.startswith("postgresql"):
     print(f"database={split.hostname or '127.0.0.1'}:{split.port or 5432}")
     print(f"database_has_password={'yes' if split.password is not None else 'no'}")
 print(f"keys_dir={config[c.KEYS_DIR]}")
+print(f"keyring_dir={config.get(c.KEYRING_DIR) or config[c.KEYS_DIR]}")
 print(f"credentials_dir={config[c.BROKER][c.CREDENTIALS_DIR]}")
 print(f"observer={'yes' if agency in c.observer_codes(config) else 'no'}")
 print(f"accounts_file={config[c.OFFICE][c.ACCOUNTS_FILE]}")
@@ -113,7 +117,18 @@ if [ "$subcommand" = run ] && [ -n "$agency" ]; then
   credentials_dir=$(setting credentials_dir)
   check_secret "$keys_dir/private/$agency.key.json" "private key of $agency"
   check_secret "$credentials_dir/$agency.json" "broker credentials of $agency"
-  [ -f "$keys_dir/keyring.json" ] || fail "no public keyring at $keys_dir/keyring.json (mount it)"
+  keyring_dir=$(setting keyring_dir)
+  if [ -f "$keys_dir/trust-anchor.json" ]; then
+    # The first signed keyring comes as a secret; the node keeps the later versions it takes
+    # from the bus in KEYRING_DIR, which must be writable (a volume).
+    if [ ! -f "$keyring_dir/keyring.signed.json" ]; then
+      [ -f "$keys_dir/keyring.signed.json" ] || fail "no signed keyring at $keys_dir/keyring.signed.json (mount it)"
+      mkdir -p "$keyring_dir" && cp "$keys_dir/keyring.signed.json" "$keyring_dir/keyring.signed.json" \
+        || fail "cannot copy the signed keyring into KEYRING_DIR $keyring_dir (it must be writable)"
+    fi
+  else
+    [ -f "$keyring_dir/keyring.json" ] || fail "no public keyring at $keyring_dir/keyring.json (mount it)"
+  fi
   if [ "$(setting observer)" = yes ]; then
     accounts_file=$(setting accounts_file)
     if [ -e "$accounts_file" ]; then

@@ -20,6 +20,7 @@ import yaml
 BROKER = "BROKER"
 DATA_DIR = "DATA_DIR"
 KEYS_DIR = "KEYS_DIR"
+KEYRING_DIR = "KEYRING_DIR"
 AGENCIES = "AGENCIES"
 PROTOCOL = "PROTOCOL"
 KEYS = "KEYS"
@@ -90,8 +91,16 @@ MAX_MESSAGE_BYTES = "MAX_MESSAGE_BYTES"
 CLOCK_SKEW_SECONDS = "CLOCK_SKEW_SECONDS"
 MAX_DELIVERY_DELAY_SECONDS = "MAX_DELIVERY_DELAY_SECONDS"
 
+# Reconciliation between agencies (docs/protocol.md §20), under RECONCILE.
+RECONCILE = "RECONCILE"
+INTERVAL_SECONDS = "INTERVAL_SECONDS"
+SETTLE_SECONDS = "SETTLE_SECONDS"
+RECONCILE_DEFAULTS = {INTERVAL_SECONDS: 3600, SETTLE_SECONDS: 60}
+
 # Keys under KEYS.
 VALIDITY_DAYS = "VALIDITY_DAYS"
+ACTIVATION_SECONDS = "ACTIVATION_SECONDS"
+OVERLAP_DAYS = "OVERLAP_DAYS"
 
 # Keys under each agency.
 AGENCY_NAME = "name"
@@ -190,6 +199,19 @@ def node_http_address(config: Mapping, agency: str) -> str | None:
     if not port.isdigit():
         raise ConfigError(f"{NODE}.{HTTP_ADDRESS} must be host:port, not {address!r}")
     return f"{host or '127.0.0.1'}:{int(port) + agency_codes(config).index(agency)}"
+
+
+def reconcile_seconds(config: Mapping, key: str) -> float:
+    """RECONCILE.INTERVAL_SECONDS (0: no periodic reconciliation) or SETTLE_SECONDS, with
+    their defaults for a configuration file without the section."""
+    value = (config.get(RECONCILE) or {}).get(key, RECONCILE_DEFAULTS[key])
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{RECONCILE}.{key} must be a number of seconds, not {value!r}") from None
+    if seconds < 0:
+        raise ConfigError(f"{RECONCILE}.{key} must not be negative")
+    return seconds
 
 
 def observer_codes(config: Mapping) -> list[str]:

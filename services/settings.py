@@ -87,7 +87,9 @@ def route_table(config: Mapping) -> RouteTable:
 
 
 def key_directory(config: Mapping) -> KeyDirectory:
-    return KeyDirectory(Path(config[c.KEYS_DIR]).expanduser())
+    keyring_dir = config.get(c.KEYRING_DIR) or None
+    return KeyDirectory(Path(config[c.KEYS_DIR]).expanduser(),
+                        Path(keyring_dir).expanduser() if keyring_dir else None)
 
 
 def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifier, TrustedKeyring]:

@@ -247,16 +247,19 @@ class KeyDirectory:
     - ``anchor/trust-anchor.key.json`` (mode 0600), on the bus operator's machine only.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, keyring_dir: str | os.PathLike | None = None):
         self.path = Path(path)
+        # Where the node keeps the keyring it updates (KEYRING_DIR), when its key directory is
+        # read-only (secrets mounted into a container); by default the key directory itself.
+        self.keyring_dir = Path(keyring_dir) if keyring_dir else self.path
 
     @property
     def keyring_path(self) -> Path:
-        return self.path / KEYRING_FILE
+        return self.keyring_dir / KEYRING_FILE
 
     @property
     def signed_keyring_path(self) -> Path:
-        return self.path / SIGNED_KEYRING_FILE
+        return self.keyring_dir / SIGNED_KEYRING_FILE
 
     @property
     def trust_anchor_path(self) -> Path:

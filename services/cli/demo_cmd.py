@@ -58,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot provision the demo's bus: {exc}") from None
     print(f"cluebus demo: bus {uris.without_credentials(config[c.BROKER][c.BUS_URI])}, data in {data_dir}")
     print(f"  the demo's own virtual hosts and {len(plan.accounts)} broker accounts (one on the bus and one on "
-          f"its own control plane per agency), credentials in {config[c.BROKER][c.CREDENTIALS_DIR]}")
+          f"its own control plane per agency, and the bus operator's), credentials in {config[c.BROKER][c.CREDENTIALS_DIR]}")
     initialise_key_directory(config[c.KEYS_DIR], c.agency_codes(config), validity=timedelta(days=30))
     print(f"  keys for {len(c.agency_codes(config))} agencies in {config[c.KEYS_DIR]}")
     # A staff account of the demo's own, so its dashboard can be opened (it goes with the data).

@@ -18,8 +18,9 @@ from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from adapters.crypto.trust import KeyRequest
 from adapters.transport.credentials import CredentialsError
 from services import key_management as km
+from services import settings
 from services.cli.errors import CommandError
-from services.config import KEYS, KEYS_DIR, VALIDITY_DAYS, agency_codes, load_config
+from services.config import KEYS, VALIDITY_DAYS, agency_codes, load_config
 
 
 def register(commands) -> None:
@@ -71,7 +72,7 @@ def register(commands) -> None:
 
 
 def _directory(args, config) -> KeyDirectory:
-    return KeyDirectory(Path(args.dir or config[KEYS_DIR]).expanduser())
+    return KeyDirectory(Path(args.dir).expanduser()) if args.dir else settings.key_directory(config)
 
 
 def _now() -> datetime:

@@ -70,10 +70,13 @@ KINDS = {kind: (1,) for kind in (
     "reconsideration_decision", "supervision_request", "supervision_notice",
     "materials_handover", "case_transfer", "prosecution_decision", "judgment",
     "handling_result", "invoice_verification_request", "invoice_verification_result",
-    "reward_request", "reward_payment", "finding_notice", "urge", "withdrawal", "closure")}
+    "reward_request", "reward_payment", "finding_notice", "urge", "withdrawal", "closure",
+    "reconciliation_summary", "reconciliation_answer")}
 
 # Section 14: the route table. Reply kinds go from any configured agency to any other.
 REPLY_KINDS = frozenset({"receipt"})
+# Peer kinds (section 14, section 20) likewise go from any configured agency to any other.
+PEER_KINDS = frozenset({"reconciliation_summary", "reconciliation_answer"})
 _MS, _PS, _PR, _CO, _HE, _FI, _JO = ("medical_security", "public_security", "procuratorate",
                                       "court", "health", "finance", "joint_office")
 ROUTES = {
@@ -447,6 +450,7 @@ class KeyRecord:
     valid_from: datetime
     valid_until: datetime | None
     revoked: bool
+    revoked_at: datetime | None = None
 
 
 class RefKeyring:
@@ -464,10 +468,14 @@ class RefKeyring:
             revoked = entry.get("revoked", False)
             if not isinstance(revoked, bool):
                 raise ValueError("revoked must be a boolean")
+            revoked_at = entry.get("revoked_at")
+            if revoked_at is not None and not revoked:
+                raise ValueError("revoked_at without revoked")
             self.records[entry["key_id"]] = KeyRecord(
                 entry["key_id"], entry["agency"], entry["algorithm"], public,
                 parse_timestamp(entry["valid_from"]),
-                parse_timestamp(until) if until is not None else None, revoked)
+                parse_timestamp(until) if until is not None else None, revoked,
+                parse_timestamp(revoked_at) if revoked_at is not None else None)
 
     def key_for(self, kid: str, *, agency: str, algorithm: str, at: datetime) -> KeyRecord:
         """Section 5.3, checked in its order."""
@@ -478,7 +486,7 @@ class RefKeyring:
             raise _reject("key.purpose_mismatch", f"{kid} is not an {algorithm} key")
         if record.agency != agency:
             raise _reject("key.agency_mismatch", f"{kid} does not belong to {agency}")
-        if record.revoked:
+        if record.revoked and (record.revoked_at is None or at >= record.revoked_at):
             raise _reject("key.revoked", f"{kid} is revoked")
         if at < record.valid_from:
             raise _reject("key.not_yet_valid", f"{kid} is not valid yet")
@@ -657,7 +665,8 @@ class RefVerifier:
         if version not in KINDS[kind]:
             raise _reject("kind.version_unknown", f"{kind} v{version}")
         sender, recipient = envelope["sender"], envelope["recipient"]
-        allowed = (sender != recipient) if kind in REPLY_KINDS else (sender, recipient) in ROUTES[kind]
+        allowed = ((sender != recipient) if kind in REPLY_KINDS | PEER_KINDS
+                   else (sender, recipient) in ROUTES[kind])
         if not allowed:
             raise _reject("route.forbidden", f"{sender} -> {recipient} for {kind}")
         if expected_recipient is not None and recipient != expected_recipient:
@@ -868,3 +877,15 @@ def verify_evidence(files: list[bytes]) -> list[dict]:
                                           "sent_at": parse_timestamp(envelope["sent_at"]), "held_by": {}})
             step["held_by"][bundle["manifest"]["exporter"]] = message["direction"]
     return sorted(steps.values(), key=lambda s: (s["sent_at"], s["kind"] == "receipt", s["message_id"]))
+
+
+# -- section 20: reconciliation ------------------------------------------------------------------
+def reconciliation_order(entries: list[tuple[str, str]]) -> list[str]:
+    """``(sent_at text, message_id)`` pairs to the ids in order: ascending sent_at (as an
+    instant), then message_id (as text)."""
+    return [mid for _, mid in sorted(entries, key=lambda e: (parse_timestamp(e[0]), e[1]))]
+
+
+def reconciliation_ids_sha256(ids: list[str]) -> str:
+    """Lowercase hex SHA-256 over the ids, each followed by a line feed."""
+    return sha256_hex(b"".join(mid.encode("ascii") + b"\n" for mid in ids))

@@ -115,6 +115,23 @@ def test_the_entrypoint_starts_a_node_that_runs_until_terminated(node_environ):
     assert "not-needed-with-trust" not in output
 
 
+def test_the_first_signed_keyring_is_put_where_the_node_keeps_its_keyring(node_environ, tmp_path):
+    """As in docker/compose.yaml: the key directory is read-only secrets, KEYRING_DIR a volume."""
+    config, env = node_environ
+    keys = Path(config[c.KEYS_DIR])
+    keyring_dir = tmp_path / "volume" / "keyring"
+    env = {**env, "CLUEBUS_KEYRING_DIR": str(keyring_dir)}
+    output = _run_until_running_then_stop(env)
+    assert f"{AGENCY} node running" in output, output
+    assert (keyring_dir / "keyring.signed.json").read_bytes() == (keys / "keyring.signed.json").read_bytes()
+    # Without the first keyring among the secrets: one line, no node.
+    (keyring_dir / "keyring.signed.json").unlink()
+    (keys / "keyring.signed.json").unlink()
+    result = _entrypoint(env, "run", "--agency", AGENCY)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "no signed keyring at" in result.stderr
+
+
 def test_a_database_of_an_older_release_is_upgraded_before_the_node_starts(node_environ):
     config, env = node_environ
     engine = make_engine(c.database_url(config, AGENCY))

@@ -38,7 +38,8 @@ def _permission(plan, user, vhost=None):
 def test_every_configured_agency_has_a_bus_and_a_control_account(plan):
     assert plan.agencies == AGENCIES
     assert sorted(a.user for a in plan.accounts) == sorted(
-        [f"cluebus.{a}" for a in AGENCIES] + [f"cluebus.{a}.control" for a in AGENCIES])
+        [f"cluebus.{a}" for a in AGENCIES] + [f"cluebus.{a}.control" for a in AGENCIES]
+        + ["cluebus.bus_operator"])
     assert plan.bus_vhost == "cluebus"
     assert plan.control_vhosts["public_security"] == "cluebus.public_security.control"
     assert len(set(plan.vhosts)) == len(AGENCIES) + 1
@@ -85,9 +86,11 @@ def test_topic_permissions_follow_the_route_table(plan, config):
     assert not re.fullmatch(medical.write, "medical_security.receipt")  # never to itself
     assert not re.fullmatch(medical.write, "public_security.#")
     office = topic["cluebus.joint_office"]
-    # The observer writes only what it sends itself: urges, escalations, receipts.
+    # The observer writes only what it sends itself: urges, escalations, receipts, and (as every
+    # agency may) reconciliation messages.
     allowed = allowed_routing_keys("joint_office", settings.route_table(config), AGENCIES)
-    assert {key.split(".")[1] for key in allowed} == {"urge", "supervision_notice", "receipt"}
+    assert {key.split(".")[1] for key in allowed} == {"urge", "supervision_notice", "receipt",
+                                                      "reconciliation_summary", "reconciliation_answer"}
     assert not re.fullmatch(office.write, "public_security.clue_transfer")
 
 
@@ -134,6 +137,26 @@ def test_passwords_never_show_in_repr(config, plan):
     assert creds.bus.password not in repr(creds) and creds.control.password not in repr(creds)
 
 
+def test_the_bus_operator_may_publish_keyring_updates_and_nothing_else(config, plan):
+    operator = "cluebus.bus_operator"
+    permission = _permission(plan, operator, "cluebus")
+    assert (permission.configure, permission.read) == ("^$", "^$")
+    assert re.fullmatch(permission.write, "cluebus") and not re.fullmatch(permission.write, "cluebus.dlx")
+    [topic] = [t for t in plan.topic_permissions if t.user == operator]
+    for agency in AGENCIES:
+        assert re.fullmatch(topic.write, f"{agency}.keyring_update")
+        assert not re.fullmatch(topic.write, f"{agency}.clue_transfer")
+        assert not re.fullmatch(topic.write, f"{agency}.receipt")
+    assert not any(p.user == operator for p in plan.permissions if p.vhost != "cluebus")
+    # Its credentials file holds a bus account only.
+    creds = provisioning.credentials_for_plan(config, plan)["bus_operator"]
+    assert creds.bus.user == operator and creds.control is None
+    # No agency may publish a keyring update.
+    for t in plan.topic_permissions:
+        if t.user != operator:
+            assert not any(re.fullmatch(t.write, f"{a}.keyring_update") for a in AGENCIES)
+
+
 def test_credentials_for_other_account_names_need_rotate(config, plan, tmp_path):
     store = CredentialStore(tmp_path / "credentials")
     store.save(AgencyCredentials("court", BrokerAccount("someone.else", "pw-1"), BrokerAccount("x.control", "pw-2")))
@@ -148,7 +171,7 @@ def test_definitions_file_matches_the_plan(config, plan):
     assert set(users) == {a.user for a in plan.accounts}
     assert {v["name"] for v in document["vhosts"]} == set(plan.vhosts)
     assert len(document["permissions"]) == len(plan.permissions)
-    assert len(document["topic_permissions"]) == len(AGENCIES)
+    assert len(document["topic_permissions"]) == len(AGENCIES) + 1   # and the bus operator's
     assert {q["name"] for q in document["queues"]} == {q.name for q in plan.queues}
     # No password in clear; the hash is RabbitMQ's salted SHA-256.
     text = repr(document)

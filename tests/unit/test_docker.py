@@ -116,8 +116,12 @@ def test_each_node_mounts_its_own_secrets_where_its_configuration_looks():
         config = c.load_config(environ=_environment(service))
         targets = {s["target"]: s["source"] for s in service["secrets"]}
         keys = KeyDirectory(config[c.KEYS_DIR])
-        expected = {str(keys.private_path(agency)), str(keys.keyring_path),
+        # The trust anchor and the first signed keyring as secrets; the node keeps the later
+        # versions in KEYRING_DIR, a writable volume, not among the read-only secrets.
+        expected = {str(keys.private_path(agency)), str(keys.trust_anchor_path), str(keys.signed_keyring_path),
                     str(CredentialStore(config[c.BROKER][c.CREDENTIALS_DIR]).path_for(agency))}
+        assert config[c.KEYRING_DIR] and not str(config[c.KEYRING_DIR]).startswith("/run/secrets")
+        assert any(str(config[c.KEYRING_DIR]).startswith(volume.split(":")[1]) for volume in service["volumes"])
         if agency in c.observer_codes(config):
             expected.add(str(config[c.OFFICE][c.ACCOUNTS_FILE]))
         assert expected <= set(targets), f"{agency}: missing {expected - set(targets)}"

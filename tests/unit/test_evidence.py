@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -178,6 +178,30 @@ def test_a_key_revoked_before_sent_at_fails(referral):
     bus.ctx(PS).verifier.keyring.revoke(ms_key)        # the police's keyring, after `keys revoke`
     detail = failure(data(bundle_of(bus, PS, referral_id)))
     assert "[key.revoked]" in detail and MS in detail
+
+
+def test_a_dated_revocation_fails_only_what_was_signed_from_then_on(referral):
+    """`keys publish --revoke KEY --revoked-at T`: what was signed before T still verifies,
+    with this verifier and the independent one."""
+    bus, referral_id = referral
+    ms_key = bus.ctx(MS).composer.signer.key_id
+    sent = [parse_timestamp(json.loads(m.raw)["sent_at"]) for m in _held_messages(bus, PS, referral_id)
+            if json.loads(m.raw)["sender"] == MS]
+    keyring = bus.ctx(PS).verifier.keyring
+    keyring.revoke(ms_key, max(sent) + timedelta(seconds=1))   # after every message of the bureau
+    later = data(bundle_of(bus, PS, referral_id))
+    assert ev.verify_bundles([("ps", later)])
+    assert ref.verify_evidence([later])
+    keyring.revoke(ms_key, min(sent))                           # from the first of them on
+    detail = failure(data(bundle_of(bus, PS, referral_id)))
+    assert "[key.revoked]" in detail and MS in detail
+    with pytest.raises(ref.RefEvidenceFailure, match="key.revoked"):
+        ref.verify_evidence([data(bundle_of(bus, PS, referral_id))])
+
+
+def _held_messages(bus, agency, referral_id):
+    with bus.ctx(agency).store.transaction() as repo:
+        return list(repo.messages_for_referral(referral_id))
 
 
 def test_a_key_not_yet_valid_at_sent_at_fails(referral):
