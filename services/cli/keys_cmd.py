@@ -14,12 +14,13 @@ from pathlib import Path
 
 from adapters.crypto.exceptions import KeyStoreError
 from adapters.crypto.keys import KeyDirectory, initialise_key_directory
-from adapters.crypto.timestamps import format_timestamp, parse_timestamp
+from adapters.crypto.timestamps import parse_timestamp
 from adapters.crypto.trust import KeyRequest
 from adapters.transport.credentials import CredentialsError
 from services import key_management as km
 from services import settings
 from services.cli.errors import CommandError
+from services.cli.times import time_format
 from services.config import KEYS, VALIDITY_DAYS, agency_codes, load_config
 
 
@@ -103,7 +104,7 @@ def init_keys(args: argparse.Namespace) -> int:
     print(f"  signed keyring: {directory.signed_keyring_path} (version 1; later versions come over the bus)")
     print(f"  private keys:   {directory.path / 'private'}/<agency>.key.json (mode 0600; keep secret)")
     print(f"  anchor key:     {directory.anchor_private_path} (mode 0600; the bus operator's only)")
-    _print_keyring(directory)
+    _print_keyring(directory, time_format(args, config))
     return 0
 
 
@@ -115,7 +116,8 @@ def rotate_keys(args: argparse.Namespace) -> int:
     print(f"{args.agency}: new keys made; the current ones stay in use until the new ones are valid")
     _print_request(directory, request, publish=not args.publish)
     if args.publish:
-        return _publish(config, directory, km.KeyringChange(requests=[request]), send=True)
+        return _publish(config, directory, km.KeyringChange(requests=[request]), send=True,
+                        when=time_format(args, config))
     return 0
 
 
@@ -127,7 +129,7 @@ def publish_keys(args: argparse.Namespace) -> int:
         change.requests.append(_load_request(path))
     at = _revoked_at(args.revoked_at)
     change.revocations = [(key_id, at) for key_id in args.revoke]
-    return _publish(config, directory, change, send=not args.no_send)
+    return _publish(config, directory, change, send=not args.no_send, when=time_format(args, config))
 
 
 def revoke_key(args: argparse.Namespace) -> int:
@@ -136,7 +138,7 @@ def revoke_key(args: argparse.Namespace) -> int:
     at = _revoked_at(args.revoked_at)
     if directory.has_trust_anchor():
         return _publish(config, directory, km.KeyringChange(revocations=[(args.key_id, at)]),
-                        send=not args.no_send)
+                        send=not args.no_send, when=time_format(args, config))
     # A keyring of round 1 (no trust anchor): the file itself, copied to every node by hand.
     keyring = directory.load_keyring()
     keyring.revoke(args.key_id, at)
@@ -162,7 +164,7 @@ def _load_request(path: str) -> KeyRequest:
         raise CommandError(f"cannot read the key request {path}: {exc}") from None
 
 
-def _publish(config, directory: KeyDirectory, change: km.KeyringChange, *, send: bool) -> int:
+def _publish(config, directory: KeyDirectory, change: km.KeyringChange, *, send: bool, when) -> int:
     now = _now()
     try:
         signed, failures = km.publish_keyring(config, directory, change, now, distribute=send)
@@ -170,11 +172,11 @@ def _publish(config, directory: KeyDirectory, change: km.KeyringChange, *, send:
         raise CommandError(f"{exc}; the signed keyring was not published") from None
     for request in change.requests:
         record = next(r for r in signed.keyring.records.values() if r.key_id == request.signing_record.key_id)
-        print(f"  added {request.agency}'s keys, valid from {format_timestamp(record.valid_from)}"
-              + (f" (replacing {request.replaces}, which ends {_end_of(signed, request.replaces)})"
+        print(f"  added {request.agency}'s keys, valid from {when(record.valid_from)}"
+              + (f" (replacing {request.replaces}, which ends {_end_of(signed, request.replaces, when)})"
                  if request.replaces else ""))
     for key_id, at in change.revocations:
-        print(f"  revoked {key_id} from {format_timestamp(at)}")
+        print(f"  revoked {key_id} from {when(at)}")
     print(f"signed keyring version {signed.version} written to {directory.signed_keyring_path}")
     if not send:
         print("  not published (--no-send): run `cluebus keys publish` to send it")
@@ -188,9 +190,9 @@ def _publish(config, directory: KeyDirectory, change: km.KeyringChange, *, send:
     return 0
 
 
-def _end_of(signed, key_id: str) -> str:
+def _end_of(signed, key_id: str, when) -> str:
     until = signed.keyring.records[key_id].valid_until
-    return format_timestamp(until) if until else "never"
+    return when(until) if until else "never"
 
 
 def _print_request(directory: KeyDirectory, request: KeyRequest, *, publish: bool = True) -> None:
@@ -204,15 +206,15 @@ def _print_request(directory: KeyDirectory, request: KeyRequest, *, publish: boo
 
 def list_keys(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    _print_keyring(_directory(args, config))
+    _print_keyring(_directory(args, config), time_format(args, config))
     return 0
 
 
-def _print_keyring(directory: KeyDirectory) -> None:
+def _print_keyring(directory: KeyDirectory, when) -> None:
     signed = directory.load_signed_keyring()
     if signed is not None:
         anchor = directory.load_trust_anchor()
-        print(f"  keyring version {signed.version}, issued {format_timestamp(signed.issued_at)}, "
+        print(f"  keyring version {signed.version}, issued {when(signed.issued_at)}, "
               f"signed by the trust anchor {anchor.key_id} (fingerprint {anchor.fingerprint})")
         keyring = signed.keyring
     else:
@@ -231,5 +233,5 @@ def _print_keyring(directory: KeyDirectory) -> None:
             state = "pending"
         else:
             state = "valid"
-        until = format_timestamp(record.valid_until) if record.valid_until else "-"
+        until = when(record.valid_until) if record.valid_until else "-"
         print(f"  {record.key_id:<58} {state:<8} until {until}")
