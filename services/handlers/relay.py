@@ -205,14 +205,22 @@ def _record(ctx: NodeContext, due: list[dict], failures: Mapping[str, PublishFai
         if row["state"] == d.PENDING:
             statuses[message_id] = (d.PENDING, d.message_status_after(d.CONFIRMED, d.PENDING,
                                                                        needs_receipt=row["needs_receipt"]))
-        if attempts > 1 and row["needs_receipt"]:
-            writes.audit_event(now, "delivery.resent", referral_id=row["referral_id"], message_id=message_id,
-                               detail={"attempt": attempts})
         (report.resent if row["state"] == d.PUBLISHED else report.published).append(message_id)
     if refused:
         log.warning("%s: the broker did not take %d message(s), e.g. %s", ctx.agency, len(refused),
                     next(iter(report.errors.values())))
+    resends = {row["message_id"]: row for row in due
+               if row["message_id"] not in failures and row["attempts"] >= 1 and row["needs_receipt"]}
     with ctx.store.transaction() as repo:
+        if resends:
+            # A resend is audited only where it is recorded: a receipt that arrived while it was
+            # being published has won (the guarded update below leaves that row alone). Locked,
+            # so the state read stays true until the commit.
+            held = repo.outbox_rows(resends, for_update=True)
+            for message_id, row in resends.items():
+                if held.get(message_id, {}).get("state") == row["state"]:
+                    writes.audit_event(now, "delivery.resent", referral_id=row["referral_id"], message_id=message_id,
+                                       detail={"attempt": row["attempts"] + 1})
         # Guarded by the state read before publishing: a receipt that arrived meanwhile wins.
         repo.publication_updates(confirmed)
         repo.publication_updates(refused)

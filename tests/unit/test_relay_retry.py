@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from adapters.storage.store import Store
-from adapters.storage.tables import FAILED, PENDING, PUBLISHED
+from adapters.storage.tables import FAILED, PENDING, PUBLISHED, RECEIPTED
 from services.handlers import relay, workflows
 from services.handlers.context import DeliveryPolicy, NodeContext
 from services.handlers.relay import PublishFailed
@@ -63,3 +63,32 @@ def test_a_failed_message_can_be_retried_by_an_operator_with_the_same_bytes(send
         assert "delivery.retried" in [e.event for e in repo.audit_entries()]
     with pytest.raises(relay.NotRetryable):
         relay.retry_failed(sender, transfer.message_id)  # no longer failed
+
+
+def test_a_resend_overtaken_by_its_receipt_is_neither_recorded_nor_audited(sender, clock):
+    """The receipt is recorded while the resend is being published: the receipt wins, and no
+    `delivery.resent` is written for a resend the outbox does not record."""
+    [transfer] = workflows.refer_clue(sender, sample_body("clue_transfer"), "public_security", copy_to=None)
+    relay.relay_due(sender, lambda raw, key: None)
+    clock.advance(seconds=31)
+
+    def publish_while_the_receipt_arrives(raw, key):
+        with sender.store.transaction() as repo:   # as the receiving path records a receipt
+            repo.outbox_entry(transfer.message_id).state = RECEIPTED
+
+    report = relay.relay_due(sender, publish_while_the_receipt_arrives)
+    assert report.resent == [transfer.message_id]       # it was published again...
+    assert _state(sender, transfer.message_id) == (RECEIPTED, 1)   # ...but the receipt won
+    with sender.store.transaction() as repo:
+        events = [e.event for e in repo.audit_entries(transfer.envelope["referral_id"])]
+    assert "delivery.resent" not in events
+
+    # A resend that is recorded is audited.
+    [other] = workflows.refer_clue(sender, sample_body("clue_transfer") | {"clue_no": "YB-2026-0999"},
+                                   "public_security", copy_to=None)
+    relay.relay_due(sender, lambda raw, key: None)
+    clock.advance(seconds=31)
+    relay.relay_due(sender, lambda raw, key: None)
+    with sender.store.transaction() as repo:
+        events = [(e.event, e.detail) for e in repo.audit_entries(other.envelope["referral_id"])]
+    assert ("delivery.resent", {"attempt": 2}) in events
