@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError
 
 from adapters.crypto.timestamps import format_timestamp
 
-from .bodies import decisions, finance, office, receipts, transfers
+from .bodies import decisions, finance, office, receipts, reconciliation, transfers
 from .exceptions import BodyInvalid, UnknownKind, UnknownSchemaVersion
 
 # Kind names. Code refers to kinds through these constants.
@@ -36,6 +36,11 @@ FINDING_NOTICE = "finding_notice"
 URGE = "urge"
 WITHDRAWAL = "withdrawal"
 CLOSURE = "closure"
+RECONCILIATION_SUMMARY = "reconciliation_summary"
+RECONCILIATION_ANSWER = "reconciliation_answer"
+
+# Reconciliation between two agencies (docs/protocol.md §20): no referral's lifecycle.
+RECONCILIATION_KINDS = frozenset({RECONCILIATION_SUMMARY, RECONCILIATION_ANSWER})
 
 BODY_SCHEMAS: Mapping[str, Mapping[int, type[Schema]]] = MappingProxyType({
     CLUE_TRANSFER: {1: transfers.ClueTransferV1},
@@ -59,6 +64,8 @@ BODY_SCHEMAS: Mapping[str, Mapping[int, type[Schema]]] = MappingProxyType({
     URGE: {1: office.UrgeV1},
     WITHDRAWAL: {1: transfers.WithdrawalV1},
     CLOSURE: {1: transfers.ClosureV1},
+    RECONCILIATION_SUMMARY: {1: reconciliation.ReconciliationSummaryV1},
+    RECONCILIATION_ANSWER: {1: reconciliation.ReconciliationAnswerV1},
 })
 
 KINDS = tuple(BODY_SCHEMAS)

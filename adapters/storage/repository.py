@@ -7,7 +7,7 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,8 +16,8 @@ from adapters.crypto.timestamps import format_timestamp
 
 from .exceptions import AuditChainBroken, DuplicateRequest
 from .writes import AuditEvent, Writes
-from .tables import (INBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry, Lease,
-                     Message, OutboxEntry, QuarantineEntry, Referral)
+from .tables import (INBOUND, OUTBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry,
+                     Lease, Message, OutboxEntry, QuarantineEntry, Reconciliation, Referral)
 
 GENESIS_HASH = "0" * 64
 
@@ -30,6 +30,7 @@ AUDIT = AuditEntry.__table__
 AUDIT_HEAD = AuditHead.__table__
 CONTROL_REQUESTS = ControlRequest.__table__
 LEASES = Lease.__table__
+RECONCILIATIONS = Reconciliation.__table__
 
 LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -234,6 +235,41 @@ class NodeRepository:
         query = query.order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id).limit(limit)
         return [dict(row) for row in self._core(query).mappings()]
 
+    # -- reconciliation (docs/protocol.md §20) ---------------------------------------------
+    def window_messages(self, *, direction: str, peer: str, window_from: datetime | None, until: datetime,
+                        excluded_kinds: Iterable[str], limit: int | None = None) -> list[tuple[datetime, str]]:
+        """``(sent_at, message_id)`` of the messages sent to ``peer`` (OUTBOUND) or received
+        from it (INBOUND) with ``window_from <= sent_at < until``, except ``excluded_kinds``,
+        by sent_at (the caller puts them in protocol order); at most ``limit``."""
+        party = MESSAGES.c.recipient if direction == OUTBOUND else MESSAGES.c.sender
+        query = (select(MESSAGES.c.sent_at, MESSAGES.c.message_id)
+                 .where(MESSAGES.c.direction == direction, party == peer, MESSAGES.c.sent_at < until,
+                        MESSAGES.c.kind.not_in(sorted(excluded_kinds))))
+        if window_from is not None:
+            query = query.where(MESSAGES.c.sent_at >= window_from)
+        query = query.order_by(MESSAGES.c.sent_at, MESSAGES.c.message_id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [(row.sent_at, row.message_id) for row in self._core(query)]
+
+    def reconciliation_rows(self, summary_ids: Iterable[str], *, for_update: bool = False) -> dict[str, dict]:
+        return self._rows_by(RECONCILIATIONS, "summary_message_id", summary_ids,
+                             [c.name for c in RECONCILIATIONS.columns], for_update=for_update)
+
+    def reconciliation(self, summary_id: str) -> Reconciliation | None:
+        return self.session.get(Reconciliation, summary_id)
+
+    def agreed_until(self, peer: str) -> datetime | None:
+        """The last agreed point with ``peer``: the latest window end it answered in agreement."""
+        return self._core(select(func.max(RECONCILIATIONS.c.window_until))
+                          .where(RECONCILIATIONS.c.peer == peer, RECONCILIATIONS.c.agreed.is_(True))).scalar()
+
+    def recipients_sent_to(self, excluded_kinds: Iterable[str]) -> list[str]:
+        """Every agency this node has sent a message of a counted kind to."""
+        return sorted(self._core(select(MESSAGES.c.recipient).distinct()
+                                 .where(MESSAGES.c.direction == OUTBOUND,
+                                        MESSAGES.c.kind.not_in(sorted(excluded_kinds)))).scalars())
+
     @property
     def _postgresql(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
@@ -256,6 +292,9 @@ class NodeRepository:
         self._update_many(OUTBOX, "message_id", writes.outbox_updates, guard="state")
         self._update_many(MESSAGES, "message_id", [(k, None, v) for k, v in writes.message_updates.items()])
         self._update_many(INBOX, "message_id", [(k, None, {"deliveries": v}) for k, v in writes.inbox_deliveries.items()])
+        self._insert_many(RECONCILIATIONS, writes.reconciliations)
+        self._update_many(RECONCILIATIONS, "summary_message_id",
+                          [(k, None, v) for k, v in writes.reconciliation_updates.items()])
         if writes.control_requests:
             try:
                 with self.session.begin_nested():
@@ -333,6 +372,14 @@ class NodeRepository:
         except IntegrityError:
             return False
         return True
+
+    def lease_holder(self, name: str) -> str | None:
+        return self._core(select(LEASES.c.holder).where(LEASES.c.name == name)).scalar()
+
+    def take_lease_from(self, name: str, previous: str, holder: str, until: datetime) -> bool:
+        """Take the lease from ``previous`` (known dead), unless someone else took it meanwhile."""
+        return bool(self._core(update(LEASES).where(LEASES.c.name == name, LEASES.c.holder == previous)
+                               .values(holder=holder, expires_at=until)).rowcount)
 
     def release_lease(self, name: str, holder: str) -> None:
         """Expired for anyone, whatever their clock says."""

@@ -193,3 +193,29 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Reconciliation(Base):
+    """One reconciliation summary this node sent a peer, and what its answer found
+    (docs/protocol.md §20). The per-peer state is read from these rows: the last agreed point
+    is the latest ``window_until`` of an answered round that agreed."""
+
+    __tablename__ = "reconciliations"
+
+    summary_message_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    peer: Mapped[str] = mapped_column(String(64), index=True)
+    window_from: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    window_until: Mapped[datetime] = mapped_column(UtcDateTime())
+    count: Mapped[int] = mapped_column(Integer)
+    ids_sha256: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Set when the answer arrives: None until then.
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    answer_message_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    agreed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    peer_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Ids we sent that the peer lacks, those of them put back to be sent again, and ids the
+    # peer holds that we did not send (reported only).
+    missing: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    resent: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    unexpected: Mapped[list | None] = mapped_column(JSON, nullable=True)

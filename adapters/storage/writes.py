@@ -34,6 +34,9 @@ class Writes:
     outbox_updates: list[tuple[str, str, dict]] = field(default_factory=list)
     message_updates: dict[str, dict] = field(default_factory=dict)
     inbox_deliveries: dict[str, int] = field(default_factory=dict)   # message_id -> new count
+    # Reconciliation rounds sent, and what answers found (summary_message_id -> columns).
+    reconciliations: list[dict] = field(default_factory=list)
+    reconciliation_updates: dict[str, dict] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
 
     def audit_event(self, at: datetime, event: str, *, referral_id: str | None = None,
@@ -61,4 +64,7 @@ class Writes:
         for message_id, values in other.message_updates.items():
             self.message_updates.setdefault(message_id, {}).update(values)
         self.inbox_deliveries.update(other.inbox_deliveries)
+        self.reconciliations += other.reconciliations
+        for summary_id, values in other.reconciliation_updates.items():
+            self.reconciliation_updates.setdefault(summary_id, {}).update(values)
         self.audit += other.audit

@@ -9,8 +9,8 @@ Permissions (docs/architecture.md §11):
 
 - on the bus virtual host an agency may *configure* nothing (no queue, no binding of its own:
   nobody can bind a spy queue), *write* only to the bus exchange, and there only the routing
-  keys ``<recipient>.<kind>`` its routes allow plus receipts to any other agency (topic
-  permissions), and *read* only its own queue and its own quarantine queue;
+  keys ``<recipient>.<kind>`` its routes allow plus receipts and reconciliation messages to
+  any other agency (topic permissions), and *read* only its own queue and its own quarantine queue;
 - on its control virtual host only the agency's control account may do anything.
 """
 
@@ -121,13 +121,14 @@ class BrokerPlan:
 
 
 def allowed_routing_keys(agency: str, routes: RouteTable, agencies: Iterable[str]) -> list[str]:
-    """``<recipient>.<kind>`` for every route from ``agency``, and its replies to anyone."""
+    """``<recipient>.<kind>`` for every route from ``agency``, and its replies and
+    reconciliation messages (the table's peer kinds) to anyone."""
     agencies = list(agencies)
     keys = set()
     for kind, pairs in routes.routes.items():
         keys.update(f"{recipient}.{kind}" for sender, recipient in pairs
                     if sender == agency and recipient in agencies)
-    for kind in routes.reply_kinds:
+    for kind in routes.any_pair_kinds:
         keys.update(f"{other}.{kind}" for other in agencies if other != agency)
     return sorted(keys)
 

@@ -93,6 +93,20 @@ class EnvelopePublisher:
         unconfirmed when the connection failed), by message id; the rest is confirmed."""
         if not items:
             return {}
+        failures, refused = self._publish_batch(items)
+        if not refused or len(failures) <= 1:
+            return failures
+        # The channel closed on one refused publication (403 on its routing key) and took the
+        # others unconfirmed with it: each of those again on its own, so only the refused ones
+        # stay refused and the rest are not held back with them, time after time.
+        outcome = {}
+        for item in items:
+            if item[0] in failures:
+                outcome.update(self._publish_batch([item])[0])
+        return outcome
+
+    def _publish_batch(self, items: list[tuple[str, bytes, str]]) -> tuple[dict[str, PublishFailed], bool]:
+        """What was not taken, and whether the broker refused a publication (closing the channel)."""
         with self._lock:
             self._returned: dict[str, PublishFailed] = {}
             try:
@@ -115,16 +129,16 @@ class EnvelopePublisher:
                 self._reset()
                 failure = PublishFailed(rules.TRANSPORT_REFUSED, f"the broker refused a publication from "
                                                                 f"{self.user_id}: {exc}")
-                return self._failures(items, failure)
+                return self._failures(items, failure), True
             except (AMQPError, KombuError, OSError, socket.timeout, ConnectionError) as exc:
                 self._reset()
                 failure = PublishFailed(rules.TRANSPORT_UNAVAILABLE,
                                         f"broker at {without_credentials(self.amqp_uri)} did not confirm: "
                                         f"{exc.__class__.__name__}: {exc}")
-                return self._failures(items, failure)
+                return self._failures(items, failure), False
             outcome = {message_id: error for message_id, error in self._outcome.items() if error is not None}
             outcome.update(self._returned)
-            return outcome
+            return outcome, False
 
     def _failures(self, items, failure: PublishFailed) -> dict[str, PublishFailed]:
         """After a broken channel: everything not confirmed before it broke failed."""

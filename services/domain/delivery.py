@@ -7,6 +7,7 @@ applying these same rows in one UPDATE each) gives the new state.
     pending ──confirmed──▶ published ──receipted──▶ receipted
        │   (needs a receipt)   │  └─gave_up─▶ failed ──retried──▶ pending
        │                       └─confirmed (a resend)─▶ published
+       │        receipted, failed ──resend_missing──▶ pending (reconciliation: the peer lacks it)
        └──confirmed (a receipt: needs none)──▶ done ──answer_again──▶ pending
 
 A publication the broker refused is no event: nothing was delivered, so nothing moves
@@ -35,6 +36,9 @@ RECEIPTED_EVENT = "receipted"    # the recipient's receipt was recorded
 GAVE_UP = "gave_up"              # MAX_ATTEMPTS publications without a receipt
 RETRIED = "retried"              # an operator asked for a failed message to be sent again
 ANSWER_AGAIN = "answer_again"    # a duplicate arrived: publish our same receipt again
+# Reconciliation found that the recipient does not hold it (a database restored from a
+# backup): the same bytes again, with a fresh set of attempts, until receipted again.
+RESEND_MISSING = "resend_missing"
 # A running node publishes what it commits at once, so it writes the entry as published in
 # the committing transaction (one transaction fewer a message); if the broker then does not
 # take it, NOT_TAKEN puts it back. Should the process stop in between, a message that needs
@@ -43,7 +47,7 @@ ANSWER_AGAIN = "answer_again"    # a duplicate arrived: publish our same receipt
 HANDED_OVER = "handed_over"
 NOT_TAKEN = "not_taken"
 
-EVENTS = (CONFIRMED, RECEIPTED_EVENT, GAVE_UP, RETRIED, ANSWER_AGAIN, HANDED_OVER, NOT_TAKEN)
+EVENTS = (CONFIRMED, RECEIPTED_EVENT, GAVE_UP, RETRIED, ANSWER_AGAIN, HANDED_OVER, NOT_TAKEN, RESEND_MISSING)
 
 # States from which a message is due for publication when its next_attempt_at has come.
 DUE_STATES = (PENDING, PUBLISHED)
@@ -75,6 +79,7 @@ TRANSITIONS: tuple[DeliveryTransition, ...] = (
     DeliveryTransition(HANDED_OVER, (PENDING,), DONE, needs_receipt=False, publication=True),
     DeliveryTransition(NOT_TAKEN, (PUBLISHED,), PENDING, needs_receipt=True),
     DeliveryTransition(NOT_TAKEN, (DONE,), PENDING, needs_receipt=False),
+    DeliveryTransition(RESEND_MISSING, (RECEIPTED, FAILED), PENDING, needs_receipt=True),
 )
 
 
@@ -111,7 +116,7 @@ def message_status_after(event: str, current_status: str, *, needs_receipt: bool
         return receipt_status
     if event == GAVE_UP:
         return FAILED
-    if event == RETRIED:
+    if event in (RETRIED, RESEND_MISSING):
         return PENDING
     if event == ANSWER_AGAIN:
         return current_status

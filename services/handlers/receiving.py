@@ -20,7 +20,7 @@ from adapters.storage.repository import NodeRepository
 from adapters.storage.writes import Writes
 from schemas.bodies.receipts import ACCEPTED as RECEIPT_ACCEPTED
 from schemas.bodies.receipts import REJECTED as RECEIPT_REJECTED
-from schemas.registry import RECEIPT, REWARD_PAYMENT
+from schemas.registry import RECEIPT, RECONCILIATION_ANSWER, RECONCILIATION_KINDS, REWARD_PAYMENT
 from services.domain import delivery as d
 from services.domain.exceptions import DomainError, ReferralMismatch
 from services.domain.lifecycle import NEW, next_state
@@ -31,6 +31,7 @@ from services.protocol.signing_input import message_sha256
 from services.protocol.transport import TransportFacts
 from services.protocol.verify import VerifiedMessage
 
+from . import reconciliation
 from .context import NodeContext
 from .records import INBOUND, OUTBOUND, inbox_row, message_row
 from .referrals import ReferralView
@@ -97,6 +98,7 @@ def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery], *,
         repo.write(batch.writes)
     if answers is not None:
         answers.extend(committed_row(receipt, needs_receipt=False) for receipt in batch.receipts)
+        answers.extend(committed_row(message, needs_receipt=True) for message in batch.outgoing)
     return outcomes
 
 
@@ -129,6 +131,7 @@ class _Batch:
         self.writes = Writes()
         self.unanswerable = ""
         self.receipts = []      # the receipts this batch composes, in order
+        self.outgoing = []      # other messages it composes (reconciliation answers), in order
         envelopes = [result.envelope for _, result in checked if result.envelope is not None]
         ids = [e["message_id"] for e in envelopes]
         replies = [e["in_reply_to"] for e in envelopes if e.get("in_reply_to")]
@@ -156,9 +159,15 @@ class _Batch:
             return self.reject(raw, envelope, result.rule, result.detail)
         duplicate = self.duplicate(result.message_id, result.sha256, raw)
         if duplicate:
+            if result.kind == RECEIPT and duplicate.status == OUTCOME_DUPLICATE:
+                self.settle_again(result)
             return duplicate
         if result.kind == RECEIPT:
             return self.record_receipt(result)
+        if result.kind in RECONCILIATION_KINDS:
+            if result.kind == RECONCILIATION_ANSWER:
+                return reconciliation.take_answer(self, result)
+            return reconciliation.answer_summary(self, result)
         return self.accept(result)
 
     def accept(self, verified: VerifiedMessage) -> ReceiveOutcome:
@@ -194,6 +203,25 @@ class _Batch:
                                     message_id=verified.message_id,
                                     detail={"kind": verified.kind, "rule": rules.REWARD_RULE_BROKEN,
                                             "detail": flagged.detail})
+        return ReceiveOutcome(OUTCOME_ACCEPTED, verified.message_id, verified.kind, verified.referral_id,
+                              receipt_message_id=receipt.message_id)
+
+    def accept_apart(self, verified: VerifiedMessage) -> ReceiveOutcome:
+        """Accept a message that is part of no referral (reconciliation, its own referral):
+        stored, receipted and audited like any other, but no referral row or lifecycle moves."""
+        receipt = self.answer(verified.envelope, verified.sha256, RECEIPT_ACCEPTED, [], None)
+        if receipt is None:  # pragma: no cover - an accepted sender is a configured agency
+            return self.quarantine(verified.raw, rules.RECEIPT_UNADDRESSABLE, "no receipt can be composed",
+                                   envelope=verified.envelope)
+        self.store(verified.raw, verified.envelope, status=ACCEPTED, body=verified.plain_body,
+                   sha256=verified.sha256)
+        record_outbound(self.writes, receipt, self.now, needs_receipt=False, ctx=self.ctx)
+        self.receipts.append(receipt)
+        self.add_inbox(verified.message_id, verified.sha256, ACCEPTED, receipt.message_id)
+        self.writes.audit_event(self.now, "message.accepted", referral_id=verified.referral_id,
+                                message_id=verified.message_id,
+                                detail={"kind": verified.kind, "sender": verified.sender, "sha256": verified.sha256,
+                                        "receipt": receipt.message_id})
         return ReceiveOutcome(OUTCOME_ACCEPTED, verified.message_id, verified.kind, verified.referral_id,
                               receipt_message_id=receipt.message_id)
 
@@ -244,7 +272,8 @@ class _Batch:
                 self.unanswerable = error.detail
         return None
 
-    def record_receipt(self, verified: VerifiedMessage) -> ReceiveOutcome:
+    def receipt_problem(self, verified: VerifiedMessage) -> tuple[str, str] | None:
+        """What is wrong with a receipt as an answer to a message of ours, if anything."""
         original = self.messages.get(verified.in_reply_to) if verified.in_reply_to else None
         problem = None
         if original is None or original["direction"] != OUTBOUND:
@@ -260,6 +289,11 @@ class _Batch:
             problem = (ReferralMismatch.rule, "receipt names another referral than the message it answers")
         elif verified.body["message_sha256"] != original["sha256"]:
             problem = (rules.RECEIPT_HASH_MISMATCH, "receipt is bound to other bytes than the message sent")
+        return problem
+
+    def record_receipt(self, verified: VerifiedMessage) -> ReceiveOutcome:
+        problem = self.receipt_problem(verified)
+        original = self.messages.get(verified.in_reply_to) if verified.in_reply_to else None
         if problem:
             outcome = self.quarantine(verified.raw, problem[0], problem[1], envelope=verified.envelope)
             self.add_inbox(verified.message_id, verified.sha256, REJECTED, None)
@@ -268,13 +302,7 @@ class _Batch:
         self.store(verified.raw, verified.envelope, status=ACCEPTED, body=verified.plain_body,
                    sha256=verified.sha256)
         original_id = original["message_id"]
-        entry = self.outbox.get(original_id)
-        if entry is not None:
-            step = d.transition(d.RECEIPTED_EVENT, entry["state"], entry["needs_receipt"])
-            if step is not None:
-                self.writes.outbox_updates.append((original_id, entry["state"], {
-                    "state": step.to, "receipted_at": self.now, "receipt_message_id": verified.message_id}))
-                entry["state"] = step.to
+        self.settle(original_id, verified)
         status = verified.body["status"]
         self.writes.message_updates[original_id] = {
             "status": d.message_status_after(d.RECEIPTED_EVENT, original["status"], needs_receipt=True,
@@ -287,6 +315,32 @@ class _Batch:
                                         "reason_codes": verified.body["reason_codes"], "sender": verified.sender})
         return ReceiveOutcome(OUTCOME_RECEIPT, verified.message_id, RECEIPT, verified.referral_id,
                               rule=(verified.body["reason_codes"] or [None])[0])
+
+    def settle(self, original_id: str, receipt: VerifiedMessage) -> bool:
+        """Our outbox entry of ``original_id`` receipted by ``receipt``, if it was waiting."""
+        entry = self.outbox.get(original_id)
+        if entry is None:
+            return False
+        step = d.transition(d.RECEIPTED_EVENT, entry["state"], entry["needs_receipt"])
+        if step is None:  # receipted already: nothing moves
+            return False
+        self.writes.outbox_updates.append((original_id, entry["state"], {
+            "state": step.to, "receipted_at": self.now, "receipt_message_id": receipt.message_id}))
+        entry["state"] = step.to
+        return True
+
+    def settle_again(self, receipt: VerifiedMessage) -> None:
+        """The same receipt again, for a message we published again meanwhile (reconciliation
+        found the peer lacked it, yet it held it after all and answered with its first receipt):
+        the entry is receipted again, so it is not resent until it fails. Anything else about a
+        repeated receipt changes nothing."""
+        if self.receipt_problem(receipt) is not None:
+            return
+        original_id = receipt.in_reply_to
+        if self.settle(original_id, receipt):
+            original = self.messages[original_id]
+            self.writes.message_updates.setdefault(original_id, {})["status"] = d.message_status_after(
+                d.RECEIPTED_EVENT, original["status"], needs_receipt=True, receipt_status=receipt.body["status"])
 
     def duplicate(self, message_id: str, sha: str, raw: bytes) -> ReceiveOutcome | None:
         entry = self.new_inbox.get(message_id) or self.inbox.get(message_id)

@@ -10,14 +10,14 @@ import eventlet
 from schemas.registry import CLOSURE, WITHDRAWAL
 from services import bootstrap
 from services.domain.exceptions import DomainError
-from services.handlers import queries, receiving, relay, workflows
+from services.handlers import keyring_updates, queries, receiving, reconciliation, relay, workflows
 from services.handlers.context import NodeContext
 from services.handlers.requests import Request, Sent
 from services.handlers.sending import Call, Refused
 from services.protocol.exceptions import ComposeError
 
 from .batching import CallBatching, Publishing
-from .dependencies import CallerRequest, Clock, NodeDatabase, NodeProtocol, NodeTransport
+from .dependencies import CallerRequest, Clock, NodeDatabase, NodeProtocol, NodeTransport, ReconcileSettle
 from .entrypoints import control_rpc
 from .metrics import Metrics
 
@@ -42,6 +42,7 @@ class AgencyNode:
     calls = CallBatching()
     publishing = Publishing()
     metrics = Metrics()
+    reconcile_settle = ReconcileSettle()
 
     def context(self) -> NodeContext:
         return bootstrap.node_context(self.protocol, self.store, self.clock, publishes_at_once=True)
@@ -50,8 +51,11 @@ class AgencyNode:
     def handle_envelopes(self, deliveries: list[receiving.Delivery]) -> list[dict | None]:
         """One outcome per delivery, in order; None for one that could not be stored (it is
         requeued). A batch that fails as a whole (one delivery breaks the transaction) is
-        taken again one by one, so the others are not failed with it."""
+        taken again one by one, so the others are not failed with it. Keyring updates go
+        first: a message signed with a key the same batch brings then verifies."""
         ctx = self.context()
+        if any(keyring_updates.is_keyring_update(d) for d in deliveries):
+            return self._with_keyring_updates(ctx, deliveries)
         answers: list[dict] = []
         try:
             outcomes = receiving.receive_batch(ctx, deliveries, answers=answers)
@@ -76,6 +80,19 @@ class AgencyNode:
         if None in outcomes:
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
         return [o.__dict__ if o is not None else None for o in outcomes]
+
+    def _with_keyring_updates(self, ctx: NodeContext, deliveries: list[receiving.Delivery]) -> list[dict | None]:
+        updates = [i for i, d in enumerate(deliveries) if keyring_updates.is_keyring_update(d)]
+        try:
+            taken = keyring_updates.take_keyring_updates(ctx, [deliveries[i] for i in updates])
+            results = {i: o.__dict__ for i, o in zip(updates, taken)}
+        except Exception:
+            log.exception("%s: could not store a keyring update; it will be redelivered", ctx.agency)
+            results = {i: None for i in updates}
+        rest = [i for i in range(len(deliveries)) if i not in results]
+        if rest:
+            results.update(zip(rest, self.handle_envelopes([deliveries[i] for i in rest])))
+        return [results[i] for i in range(len(deliveries))]
 
     def _publish_committed(self, ctx: NodeContext, rows: list[dict]):
         """Hand what was just committed to the node's publisher (it publishes at once, while
@@ -189,6 +206,33 @@ class AgencyNode:
         return self._run(workflows.follow_up_call(self.context(), referral_id, WITHDRAWAL, body, [recipient],
                                                   seal=self._seal(seal),
                                                   request=self._request("withdraw", request_id)))
+
+    # -- reconciliation (docs/protocol.md §20) -------------------------------------------------
+    @control_rpc(expected_exceptions=CALLER_ERRORS)
+    def reconcile(self, peer, request_id=None):
+        """Send ``peer`` a reconciliation summary now; the answer is acted on when it arrives
+        (``reconciliation_round`` shows it). Returns the summary's window, count and hash."""
+        ctx = self.context()
+        sent = reconciliation.send_summary(ctx, peer, settle=self.reconcile_settle,
+                                           request=self._request("reconcile", request_id))
+        if sent.signed is not None:
+            self._publish_committed(ctx, [relay.committed_row(sent.signed, needs_receipt=True)])
+        return sent.result
+
+    @control_rpc
+    def reconciliation_round(self, summary_message_id):
+        """A reconciliation this node started: its summary and, once answered, what was found."""
+        return reconciliation.round_of(self.context(), summary_message_id)
+
+    def reconcile_periodically(self) -> None:
+        """The timer's round (RECONCILE.INTERVAL_SECONDS): every agency this node has sent to."""
+        ctx = self.context()
+        try:
+            sents = reconciliation.send_summaries(ctx, settle=self.reconcile_settle)
+        except Exception:  # the next round tries again; nothing was half-done (one transaction each)
+            log.exception("%s: periodic reconciliation failed", ctx.agency)
+            return
+        self._publish_committed(ctx, [relay.committed_row(s.signed, needs_receipt=True) for s in sents if s.signed])
 
     # -- views ----------------------------------------------------------------------------------
     @control_rpc

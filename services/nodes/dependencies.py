@@ -47,6 +47,17 @@ class Clock(DependencyProvider):
         return self.now
 
 
+class ReconcileSettle(DependencyProvider):
+    """How long before now a reconciliation window ends (RECONCILE.SETTLE_SECONDS): messages
+    sent more recently may still be in flight."""
+
+    def setup(self):
+        self.settle = timedelta(seconds=c.reconcile_seconds(self.container.config, c.SETTLE_SECONDS))
+
+    def get_dependency(self, worker_ctx) -> timedelta:
+        return self.settle
+
+
 class ShiftedClock:
     """System time plus an offset that can be moved forward: one shared clock lets the demo
     show days passing while every node still agrees on the time."""

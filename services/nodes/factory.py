@@ -75,12 +75,18 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
     def relay_outbox(self):
         self.flush_outbox()
 
+    def reconcile_peers(self):
+        self.reconcile_periodically()
+
     attributes = {
         "name": agency,
         "__doc__": f"The {agency} node.",
         "on_envelope": consume_envelopes(topology.queue(agency))(on_envelope),
         "relay_outbox": timer(interval=interval)(relay_outbox),
     }
+    reconcile_interval = c.reconcile_seconds(config, c.INTERVAL_SECONDS)
+    if reconcile_interval > 0:  # 0: reconciliation only on demand
+        attributes["reconcile_peers"] = timer(interval=reconcile_interval)(reconcile_peers)
     if clock is not None:
         attributes["clock"] = Clock(clock)
     if c.node_http_address(config, agency):  # /metrics, /health, /ready on the node's own port

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from adapters.storage.office_tables import ObservedMessageRow, StepRow
-from schemas.registry import RECEIPT, SUPERVISION_NOTICE, URGE
+from schemas.registry import RECEIPT, RECONCILIATION_KINDS, SUPERVISION_NOTICE, URGE
 from services.handlers import receiving
 from services.handlers.context import NodeContext
 from services.handlers.sending import store_outbound
@@ -64,6 +64,9 @@ def observe(ctx: OfficeContext, message: bytes | receiving.Delivery) -> dict:
             return {"status": outcome.status, "rule": outcome.rule}
         envelope, facts, problem = rejection.envelope, {}, rejection.rule
         sealed = envelope.get("body_encoding") == "sealed"
+    if not_tracked(envelope):
+        return {"status": "ignored", "kind": envelope["kind"], "message_id": envelope["message_id"],
+                "referral_id": envelope["referral_id"], "rule": problem}
     observed = ObservedMessage(
         message_id=envelope["message_id"], kind=envelope["kind"], sender=envelope["sender"],
         recipient=envelope["recipient"], referral_id=envelope["referral_id"],
@@ -77,6 +80,17 @@ def observe(ctx: OfficeContext, message: bytes | receiving.Delivery) -> dict:
         # A receipt for one of our urges: record it like any node would.
         result["receipt"] = receiving.receive(node, message).status
     return result
+
+
+def not_tracked(envelope) -> bool:
+    """Reconciliation between two agencies (docs/protocol.md §20) is no step of any referral:
+    neither its messages nor their receipts are recorded, tracked or counted. Each
+    reconciliation message is its own referral (referral_id = message_id), so a receipt whose
+    referral is the very message it answers is a receipt of one."""
+    if envelope.get("kind") in RECONCILIATION_KINDS:
+        return True
+    return envelope.get("kind") == RECEIPT and envelope.get("in_reply_to") is not None \
+        and envelope.get("referral_id") == envelope.get("in_reply_to")
 
 
 # -- acting on due steps -----------------------------------------------------------------------

@@ -65,6 +65,10 @@ RECEIPT_HASH_MISMATCH = "receipt.hash_mismatch"
 RECEIPT_UNADDRESSABLE = "receipt.unaddressable"
 MESSAGE_NOT_BYTES = "message.not_bytes"
 REWARD_RULE_BROKEN = "reward.rule_broken"
+# Reconciliation (docs/protocol.md §20).
+RECONCILIATION_UNKNOWN_SUMMARY = "reconciliation.unknown_summary"
+RECONCILIATION_SUMMARY_MISMATCH = "reconciliation.summary_mismatch"
+RECONCILIATION_ANSWER_INCONSISTENT = "reconciliation.answer_inconsistent"
 
 # -- 18.3 Local errors (never sent on the wire) ---------------------------------------------------
 KEYSTORE_ERROR = "keystore.error"
@@ -84,6 +88,7 @@ CALENDAR_INVALID = "calendar.invalid"
 CALENDAR_MISSING = "calendar.missing"
 DEADLINE_RULE_INVALID = "deadline_rule.invalid"
 MONEY_RULE_INVALID = "money_rule.invalid"
+RECONCILIATION_PEER_INVALID = "reconciliation.peer_invalid"
 # A batch import's file (nothing of it is sent) or one of its rows (docs/import.md).
 IMPORT_TOO_LARGE = "import.too_large"
 IMPORT_FORMAT = "import.format"
@@ -109,6 +114,7 @@ NODE_RULES = frozenset({
     LIFECYCLE_TRANSITION, REFERRAL_MISMATCH, MESSAGE_ID_REUSED,
     RECEIPT_UNKNOWN_MESSAGE, RECEIPT_WRONG_SENDER, RECEIPT_HASH_MISMATCH, RECEIPT_UNADDRESSABLE,
     MESSAGE_NOT_BYTES, REWARD_RULE_BROKEN,
+    RECONCILIATION_UNKNOWN_SUMMARY, RECONCILIATION_SUMMARY_MISMATCH, RECONCILIATION_ANSWER_INCONSISTENT,
 })
 
 LOCAL_RULES = frozenset({
@@ -118,6 +124,7 @@ LOCAL_RULES = frozenset({
     AUDIT_CHAIN_BROKEN, CALENDAR_INVALID, CALENDAR_MISSING, DEADLINE_RULE_INVALID, MONEY_RULE_INVALID,
     IMPORT_TOO_LARGE, IMPORT_FORMAT, IMPORT_ENCODING, IMPORT_SHEET, IMPORT_COLUMNS, IMPORT_FORMULA,
     IMPORT_MERGED_CELLS, IMPORT_CELL_INVALID, IMPORT_RECORD_DUPLICATE,
+    RECONCILIATION_PEER_INVALID,
 })
 
 ALL_RULES = PROTOCOL_RULES | NODE_RULES | LOCAL_RULES

@@ -23,7 +23,9 @@ from adapters.crypto.signing import Signer
 from adapters.crypto.timestamps import format_timestamp, parse_timestamp
 from schemas.envelope import PROTOCOL, SEAL_ALGORITHM, SEALED
 from schemas.facts import facts_of
-from schemas.registry import CLUE_TRANSFER, RECEIPT, dump_body
+from schemas.registry import (CLUE_TRANSFER, RECEIPT, RECONCILIATION_ANSWER, RECONCILIATION_SUMMARY,
+                              dump_body)
+from services.domain.reconciliation import ids_sha256
 from schemas.routes import RouteTable
 
 from . import rules
@@ -59,6 +61,15 @@ MSG_RECEIPT = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310002"
 MSG_SEALED = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310003"
 MSG_SEALED_FACTS = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310004"
 MSG_BAD = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d3100ff"  # used by hand-crafted invalid messages
+# Reconciliation (protocol §20): a second clue id the summary counts, the summary and its answer
+# (each its own referral: referral_id = message_id).
+MSG_OTHER_CLUE = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310005"
+MSG_RECON_SUMMARY = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310006"
+MSG_RECON_ANSWER = "0b9f3c52-6a4e-4f1d-8c2b-7e5a9d310007"
+SENT_OTHER_CLUE = "2026-11-24T09:10:00Z"
+SENT_RECON_SUMMARY = "2026-11-24T11:00:00Z"
+SENT_RECON_ANSWER = "2026-11-24T11:00:02Z"
+RECON_WINDOW_UNTIL = "2026-11-24T10:59:00Z"
 
 SENT_CLUE = "2026-11-24T09:00:00Z"
 SENT_RECEIPT = "2026-11-24T09:00:05.250000Z"
@@ -290,6 +301,7 @@ class _Builder:
 
         self._build_sealed()
         self._build_sealed_with_facts()
+        self._build_reconciliation()
 
         # Any JSON text is acceptable on the wire: the same signed envelope, pretty-printed,
         # members in reverse order and every non-ASCII character as a \u escape.
@@ -396,6 +408,54 @@ class _Builder:
             "facts": facts,
         }
         self.valid.append(entry)
+
+    def _build_reconciliation(self) -> None:
+        """Protocol §20: medical_security's summary of the two clues it sent public_security
+        (MSG_CLUE at SENT_CLUE, MSG_OTHER_CLUE at SENT_OTHER_CLUE), and public_security's answer:
+        it holds only the first."""
+        sent = [MSG_CLUE, MSG_OTHER_CLUE]  # in order: ascending sent_at, then message_id
+        summary_body = {"window_from": None, "window_until": RECON_WINDOW_UNTIL, "count": len(sent),
+                        "ids_sha256": ids_sha256(sent)}
+        summary = self.composer("medical_security").compose(
+            RECONCILIATION_SUMMARY, "public_security", summary_body, referral_id=MSG_RECON_SUMMARY,
+            message_id=MSG_RECON_SUMMARY, sent_at=_ts(SENT_RECON_SUMMARY))
+        self.valid.append(self._valid_entry(
+            "reconciliation_summary",
+            "medical_security's reconciliation summary (section 20) to public_security: from the "
+            "beginning (window_from null) until window_until it sent two counted messages, "
+            "plain_clue_transfer and another clue; ids_sha256 is the SHA-256 of the two ids in "
+            "order, each followed by a line feed (the reconciliation.ids vector). "
+            "reconciliation_summary is a peer kind: it may go from any configured agency to any "
+            "other. It is its own referral: referral_id = message_id.",
+            summary.envelope, summary.raw, receiver="public_security", verify_at=_plus(SENT_RECON_SUMMARY, 1)))
+        held = [MSG_CLUE]
+        answer_body = {"summary_message_id": MSG_RECON_SUMMARY, "count": len(held),
+                       "ids_sha256": ids_sha256(held), "match": False, "held_ids": held, "truncated": False}
+        answer = self.composer("public_security").compose(
+            RECONCILIATION_ANSWER, "medical_security", answer_body, referral_id=MSG_RECON_ANSWER,
+            message_id=MSG_RECON_ANSWER, in_reply_to=MSG_RECON_SUMMARY, sent_at=_ts(SENT_RECON_ANSWER))
+        self.valid.append(self._valid_entry(
+            "reconciliation_answer",
+            "public_security's answer to reconciliation_summary: in the same window it holds only "
+            "plain_clue_transfer from medical_security, so count and ids_sha256 differ from the "
+            "summary's, match is false and held_ids lists what it holds. medical_security then "
+            "sends the other clue again, the same bytes.",
+            answer.envelope, answer.raw, receiver="medical_security", verify_at=_plus(SENT_RECON_ANSWER, 1)))
+        self.reconciliation = {
+            "description": (
+                "Section 20's hash: ids_sha256 is the lowercase hex SHA-256 of ids_text, the "
+                "message ids in order (ascending sent_at, then message_id), each followed by a "
+                "line feed (0x0a). The empty list hashes no bytes."),
+            "ids": sent,
+            "ids_text": "".join(f"{i}\n" for i in sent),
+            "ids_sha256": ids_sha256(sent),
+            "held_ids": held,
+            "held_ids_sha256": ids_sha256(held),
+            "missing_ids": [i for i in sent if i not in held],
+            "empty_ids_sha256": ids_sha256([]),
+            "summary_body": summary.plain_body,
+            "answer_body": answer.plain_body,
+        }
 
     def _valid_entry(self, name: str, description: str, envelope: dict, raw: bytes, *,
                      receiver: str, verify_at: str) -> dict:
@@ -753,6 +813,7 @@ class _Builder:
             "keyring": self.keyring.to_json(),
             "valid": self.valid,
             "invalid": self.invalid,
+            "reconciliation": self.reconciliation,
         }
 
 

@@ -248,10 +248,10 @@ def test_the_cli_upgrades_a_round1_database_and_reports_it(database_url, tmp_pat
     assert f"run `cluebus db upgrade --agency {OFFICE}`" in capsys.readouterr().out
     assert main(["db", "upgrade", "--agency", OFFICE]) == 0
     out = capsys.readouterr().out
-    assert f"{OFFICE}: node tables node_0001 (not recorded: made before migrations) → node_0002" in out
+    assert f"{OFFICE}: node tables node_0001 (not recorded: made before migrations) → node_0003" in out
     assert f"{OFFICE}: office tables office_0001 (not recorded: made before migrations) → office_0002" in out
     assert main(["db", "current", "--agency", OFFICE]) == 0
-    assert capsys.readouterr().out.strip() == f"{OFFICE}: node_0002 + office_0002 (current)"
+    assert capsys.readouterr().out.strip() == f"{OFFICE}: node_0003 + office_0002 (current)"
     store = Store(c.database_url(config, OFFICE))
     try:
         assert _read_back(store, True) == rows
@@ -276,7 +276,7 @@ def test_a_node_refuses_to_start_on_a_database_behind_in_one_line(database_url, 
     subprocess.run([cluebus, "keys", "init"], env=env, check=True, capture_output=True)
     ran = subprocess.run([cluebus, "run", "--agency", NODE], env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode != 0
-    assert ran.stderr.strip() == (f"cluebus: {NODE}: database at revision node_0001, this release needs node_0002: "
+    assert ran.stderr.strip() == (f"cluebus: {NODE}: database at revision node_0001, this release needs node_0003: "
                                   f"run `cluebus db upgrade --agency {NODE}`")
     with pytest.raises(migrations.DatabaseBehind):
         bootstrap.open_store(config, NODE)

@@ -78,6 +78,7 @@ NODE_TABLES: dict[str, tuple[Any, str]] = {
     "referrals": (t.Referral.__table__, "referral_id"),
     "audit_log": (t.AuditEntry.__table__, "seq"),
     "control_requests": (t.ControlRequest.__table__, "request_id"),
+    "reconciliations": (t.Reconciliation.__table__, "summary_message_id"),
 }
 OFFICE_TABLES: dict[str, tuple[Any, str]] = {
     "observed_messages": (ObservedMessageRow.__table__, "message_id"),

@@ -64,27 +64,27 @@ def test_upgrade_all_upgrades_what_is_here_and_creates_nothing_else(config, tmp_
     engine.dispose()
     assert main(["db", "upgrade", "--all"]) == 0
     out = capsys.readouterr().out
-    assert f"{NODE}: node tables node_0001 (not recorded: made before migrations) → node_0002" in out
+    assert f"{NODE}: node tables node_0001 (not recorded: made before migrations) → node_0003" in out
     assert "public_security: no database here" in out
     assert _files(tmp_path) == [f"{NODE}.sqlite3"]
     assert main(["db", "upgrade", "--all"]) == 0
-    assert f"{NODE}: already at node_0002" in capsys.readouterr().out
+    assert f"{NODE}: already at node_0003" in capsys.readouterr().out
     assert main(["db", "current", "--agency", NODE]) == 0
-    assert capsys.readouterr().out.strip() == f"{NODE}: node_0002 (current)"
+    assert capsys.readouterr().out.strip() == f"{NODE}: node_0003 (current)"
 
 
 def test_a_new_database_is_created_at_head_when_opened(config, capsys):
     store = bootstrap.open_store(config, OFFICE)
     store.dispose()
     assert main(["db", "current", "--agency", OFFICE]) == 0
-    assert capsys.readouterr().out.strip() == f"{OFFICE}: node_0002 + office_0002 (current)"
+    assert capsys.readouterr().out.strip() == f"{OFFICE}: node_0003 + office_0002 (current)"
 
 
 def test_a_database_behind_is_refused_by_every_command_in_one_line(config, capsys):
     _at(config, NODE, "node_0001")
     with pytest.raises(migrations.DatabaseBehind) as behind:
         bootstrap.open_store(config, NODE)
-    assert str(behind.value) == (f"{NODE}: database at revision node_0001, this release needs node_0002: "
+    assert str(behind.value) == (f"{NODE}: database at revision node_0001, this release needs node_0003: "
                                  f"run `cluebus db upgrade --agency {NODE}`")
     assert main(["keys", "init"]) == 0
     capsys.readouterr()
@@ -93,7 +93,7 @@ def test_a_database_behind_is_refused_by_every_command_in_one_line(config, capsy
     assert err == f"cluebus: {behind.value}"
     assert main(["db", "current", "--agency", NODE]) == 1
     assert main(["db", "upgrade", "--agency", NODE]) == 0
-    assert f"{NODE}: node tables node_0001 → node_0002" in capsys.readouterr().out
+    assert f"{NODE}: node tables node_0001 → node_0003" in capsys.readouterr().out
     bootstrap.open_store(config, NODE).dispose()
 
 
@@ -106,7 +106,7 @@ def test_an_unrecorded_database_at_head_is_recorded_not_refused(config):
     bootstrap.open_store(config, OFFICE).dispose()
     engine = _engine(config, OFFICE)
     assert [(s.revision, s.recorded) for s in migrations.current(engine, office=True)] == \
-        [("node_0002", True), ("office_0002", True)]
+        [("node_0003", True), ("office_0002", True)]
     engine.dispose()
 
 

@@ -319,3 +319,26 @@ def test_reference_parser_rejects_like_ours(data):
                                   b"{\"\":null}"])
 def test_reference_parser_accepts_like_ours(data):
     assert ref.parse_json(data) == strict_loads(data)
+
+
+# -- section 20: reconciliation ------------------------------------------------------------------
+def test_reference_computes_the_reconciliation_hashes_of_the_vectors():
+    vector = DOCUMENT["reconciliation"]
+    assert ref.reconciliation_ids_sha256(vector["ids"]) == vector["ids_sha256"]
+    assert ref.reconciliation_ids_sha256(vector["held_ids"]) == vector["held_ids_sha256"]
+    assert ref.reconciliation_ids_sha256([]) == vector["empty_ids_sha256"]
+    assert "".join(f"{i}\n" for i in vector["ids"]) == vector["ids_text"]
+    valid = {v["name"]: v for v in VALID}
+    summary = valid["reconciliation_summary"]["envelope"]["body"]
+    answer = valid["reconciliation_answer"]["envelope"]["body"]
+    assert summary == vector["summary_body"] and answer == vector["answer_body"]
+    assert summary["ids_sha256"] == ref.reconciliation_ids_sha256(vector["ids"])
+    assert answer["ids_sha256"] == ref.reconciliation_ids_sha256(answer["held_ids"])
+    assert [i for i in vector["ids"] if i not in answer["held_ids"]] == vector["missing_ids"]
+
+
+def test_reference_orders_by_sent_at_as_an_instant_then_by_message_id():
+    a, b, c = (f"00000000-0000-4000-8000-00000000000{x}" for x in "abc")
+    # .5Z and .500000Z are one instant; an earlier instant first whatever its id
+    assert ref.reconciliation_order([("2026-11-24T09:00:00.5Z", c), ("2026-11-24T09:00:00.500000Z", b),
+                                     ("2026-11-24T09:00:00Z", a)]) == [a, b, c]

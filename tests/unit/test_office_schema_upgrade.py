@@ -37,7 +37,7 @@ def test_an_old_sqlite_office_database_is_upgraded_with_its_steps(tmp_path, monk
             step_id="filing_decision:m1", rule="filing_decision", referral_id="r1", start_message_id="m1",
             started_at=datetime(2026, 11, 24, 2, 0, tzinfo=UTC), due_at=due, late_agency="public_security",
             counterpart="medical_security", state="open", urged_at=due))
-    with pytest.raises(migrations.DatabaseBehind, match="office_0001, this release needs node_0002 [+] office_0002"):
+    with pytest.raises(migrations.DatabaseBehind, match="office_0001, this release needs node_0003 [+] office_0002"):
         bootstrap.open_store(config, OFFICE)
 
     assert main(["db", "upgrade", "--agency", OFFICE]) == 0

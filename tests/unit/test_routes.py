@@ -22,8 +22,9 @@ def shipped():
 
 def test_every_kind_is_routed(shipped):
     for kind in KINDS:
-        assert kind in shipped.reply_kinds or shipped.routes.get(kind), kind
+        assert kind in shipped.any_pair_kinds or shipped.routes.get(kind), kind
     assert shipped.reply_kinds == {"receipt"}
+    assert shipped.peer_kinds == {"reconciliation_summary", "reconciliation_answer"}
 
 
 def test_every_route_names_shipped_agencies(shipped):
