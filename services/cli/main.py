@@ -10,11 +10,11 @@ from adapters.storage.migrations import DatabaseBehind, DatabaseUnrecognised
 from services.config import ConfigError
 
 from . import (broker_cmd, db_cmd, demo_cmd, evidence_cmd, import_cmd, keys_cmd, node_cmd, office_cmd, protocol_cmd,
-               schemas_cmd)
+               reconcile_cmd, schemas_cmd)
 from .errors import CommandError
 
-COMMAND_GROUPS = (keys_cmd, broker_cmd, schemas_cmd, protocol_cmd, demo_cmd, node_cmd, import_cmd, office_cmd, db_cmd,
-                  evidence_cmd)
+COMMAND_GROUPS = (keys_cmd, broker_cmd, schemas_cmd, protocol_cmd, demo_cmd, node_cmd, import_cmd, reconcile_cmd,
+                  office_cmd, db_cmd, evidence_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

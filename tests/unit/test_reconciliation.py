@@ -403,3 +403,18 @@ def test_a_summary_from_an_agency_the_configuration_does_not_know_is_not_answere
         assert bus.published == [] and bus.messages(PS) == []
     finally:
         bus.close()
+
+
+# -- the command line's own refusals (before anything is sent) ------------------------------------------
+@pytest.mark.parametrize("argv, said", [
+    (["--with", "joint_office", "--as", MS], "does not reconcile"),
+    (["--with", PS, "--as", "joint_office"], "does not reconcile"),
+    (["--with", MS, "--as", MS], "the same agency"),
+    (["--with", "customs", "--as", MS], "is not a configured agency"),
+    (["--with", PS, "--as", MS, "--timeout", "0"], "--timeout must be positive"),
+])
+def test_the_command_refuses_in_one_line_what_cannot_be_reconciled(argv, said, capsys):
+    from services.cli.main import main
+    assert main(["reconcile", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("cluebus: ") and said in err and err.count("\n") == 1
