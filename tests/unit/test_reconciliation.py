@@ -418,3 +418,15 @@ def test_the_command_refuses_in_one_line_what_cannot_be_reconciled(argv, said, c
     assert main(["reconcile", *argv]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("cluebus: ") and said in err and err.count("\n") == 1
+
+
+def test_the_periodic_round_sends_one_summary_to_each_agency_sent_to_and_none_to_others(bus):
+    clues_receipted(bus, count=1)                                  # to the police only
+    bus.refer_clue(MS, sample_body(CLUE_TRANSFER), PS)             # and one copied to the procuratorate
+    flush(bus, MS, PS, PROC)
+    bus.clock.advance(seconds=120)
+    sent = reconciliation.send_summaries(bus.ctx(MS), settle=SETTLE)
+    assert sorted(s.result["peer"] for s in sent) == [PROC, PS]
+    assert {s.result["peer"]: s.result["count"] for s in sent} == {PS: 2, PROC: 1}
+    # the police sent the bureau only receipts, which are not counted: nobody to reconcile with
+    assert reconciliation.send_summaries(bus.ctx(PS), settle=SETTLE) == []
