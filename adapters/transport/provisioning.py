@@ -31,6 +31,11 @@ from .topology import Topology
 NOTHING = "^$"
 EVERYTHING = ".*"
 
+# The bus operator's own bus account (USER_PREFIX + this): it publishes the signed keyring
+# updates (docs/protocol.md 5.5), `<agency>.keyring_update` to every agency, and nothing else.
+OPERATOR = "bus_operator"
+KEYRING_UPDATE_KIND = "keyring_update"
+
 
 def exactly(*names: str) -> str:
     """A permission regex matching exactly these names."""
@@ -158,6 +163,13 @@ def build_plan(topology: Topology, routes: RouteTable, names: BrokerNames) -> Br
             write=exactly(*allowed_routing_keys(agency, routes, agencies)), read=NOTHING))
         plan.permissions.append(Permission(plan.control_vhosts[agency], control_user,
                                            EVERYTHING, EVERYTHING, EVERYTHING))
+    operator = names.bus_user(OPERATOR)
+    plan.accounts.append(Account(OPERATOR, "bus", operator))
+    plan.permissions.append(Permission(vhost, operator, configure=NOTHING,
+                                       write=exactly(topology.exchange_name), read=NOTHING))
+    plan.topic_permissions.append(TopicPermission(
+        vhost, operator, topology.exchange_name,
+        write=exactly(*(f"{agency}.{KEYRING_UPDATE_KIND}" for agency in agencies)), read=NOTHING))
     return plan
 
 

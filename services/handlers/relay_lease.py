@@ -16,11 +16,16 @@ from .context import NodeContext
 
 LEASE_NAME = "outbox.relay"
 
+# Holders made in this process: another with our pid is an earlier process (a container's
+# PID 1 after a restart) only when it is not one of these (tests run two nodes in one process).
+_HOLDERS_HERE: set[str] = set()
+
 
 class RelayLease:
     def __init__(self, ttl: timedelta = timedelta(seconds=10), holder: str | None = None):
         self.ttl = ttl
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _HOLDERS_HERE.add(self.holder)
         self._valid_until = 0.0   # time.monotonic() until which we hold it for sure
 
     def hold(self, ctx: NodeContext) -> bool:
@@ -32,8 +37,32 @@ class RelayLease:
         started = time.monotonic()
         with ctx.store.transaction() as repo:
             ours = repo.take_lease(LEASE_NAME, self.holder, now, now + self.ttl)
+            if not ours:
+                # A process of this machine that is gone (killed, restarted) holds it: take it
+                # now rather than after it expires.
+                previous = repo.lease_holder(LEASE_NAME)
+                if previous and self._holder_is_dead(previous):
+                    ours = repo.take_lease_from(LEASE_NAME, previous, self.holder, now + self.ttl)
         self._valid_until = started + self.ttl.total_seconds() if ours else 0.0
         return ours
+
+    def _holder_is_dead(self, holder: str) -> bool:
+        """Whether ``holder`` (host:pid:nonce) names a process of this host that no longer
+        runs. Another host's process, or a pid that runs (perhaps reused), counts as alive."""
+        host, _, rest = holder.partition(":")
+        pid_text = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid_text.isdigit() or holder in _HOLDERS_HERE:
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True   # our pid, yet not made here: an earlier process with our pid
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # it runs, under another user
+        return False
 
     @property
     def holding(self) -> bool:

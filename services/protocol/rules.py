@@ -69,6 +69,10 @@ REWARD_RULE_BROKEN = "reward.rule_broken"
 RECONCILIATION_UNKNOWN_SUMMARY = "reconciliation.unknown_summary"
 RECONCILIATION_SUMMARY_MISMATCH = "reconciliation.summary_mismatch"
 RECONCILIATION_ANSWER_INCONSISTENT = "reconciliation.answer_inconsistent"
+KEYRING_INVALID = "keyring.invalid"
+KEYRING_SIGNATURE = "keyring.signature"
+KEYRING_STALE = "keyring.stale"
+KEYRING_DROPS_KEY = "keyring.drops_key"
 
 # -- 18.3 Local errors (never sent on the wire) ---------------------------------------------------
 KEYSTORE_ERROR = "keystore.error"
@@ -115,6 +119,7 @@ NODE_RULES = frozenset({
     RECEIPT_UNKNOWN_MESSAGE, RECEIPT_WRONG_SENDER, RECEIPT_HASH_MISMATCH, RECEIPT_UNADDRESSABLE,
     MESSAGE_NOT_BYTES, REWARD_RULE_BROKEN,
     RECONCILIATION_UNKNOWN_SUMMARY, RECONCILIATION_SUMMARY_MISMATCH, RECONCILIATION_ANSWER_INCONSISTENT,
+    KEYRING_INVALID, KEYRING_SIGNATURE, KEYRING_STALE, KEYRING_DROPS_KEY,
 })
 
 LOCAL_RULES = frozenset({
