@@ -72,7 +72,8 @@ def test_rotating_the_polices_key_under_load_rejects_nothing_and_old_messages_st
     # new key pair and its request, then the keyring's next version, published on the bus.
     with bus.waiter(MEDICAL, kind=k.RECEIPT, status="receipt", count=300, timeout=120), \
             bus.waiter(POLICE, kind="keyring_update", status=OUTCOME_KEYRING_TAKEN, timeout=60), \
-            bus.waiter(MEDICAL, kind="keyring_update", status=OUTCOME_KEYRING_TAKEN, timeout=60):
+            bus.waiter(MEDICAL, kind="keyring_update", status=OUTCOME_KEYRING_TAKEN, timeout=60), \
+            bus.waiter(OFFICE, kind="keyring_update", status=OUTCOME_KEYRING_TAKEN, timeout=120):
         stream = eventlet.spawn(send, 300)
         request = km.rotate_agency_keys(directory, POLICE, h.utc_now())
         signed, failures = km.publish_keyring(bus.config, directory, km.KeyringChange(requests=[request]),
