@@ -96,7 +96,8 @@ def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifie
     """The composer and verifier of ``agency``, and its keyring as keyring updates change it;
     private keys stay inside the key chain's Signers and BoxKeys."""
     directory = key_directory(config)
-    keyring = directory.load_keyring()
+    signed = directory.load_signed_keyring()  # read and verified once, for both below
+    keyring = signed.keyring if signed is not None else directory.load_keyring()
     chain = KeyChain(agency, keyring, directory.load_private_generations(agency), clock=clock)
     signer, box_key = chain.signer, chain.box_key
     routes = route_table(config)
@@ -107,4 +108,4 @@ def protocol_for(config: Mapping, agency: str, clock) -> tuple[Composer, Verifie
                         clock_skew=timedelta(seconds=float(protocol[c.CLOCK_SKEW_SECONDS])),
                         max_age=timedelta(seconds=float(protocol[c.MAX_DELIVERY_DELAY_SECONDS])),
                         box_key=box_key, clock=clock)
-    return composer, verifier, TrustedKeyring(directory, keyring, chain)
+    return composer, verifier, TrustedKeyring(directory, keyring, chain, held=signed)

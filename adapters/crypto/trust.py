@@ -291,12 +291,13 @@ class TrustedKeyring:
     before using it (a restarted node starts from it), then changes the live keyring in place
     and reads the agency's private key generations again (a rotation's new key)."""
 
-    def __init__(self, directory, keyring: Keyring, chain=None):
+    def __init__(self, directory, keyring: Keyring, chain=None, *, held: "SignedKeyring | None" = None):
+        """``held``: the signed keyring ``keyring`` came from, when the caller has read it already."""
         self.directory = directory
         self.keyring = keyring
         self.chain = chain
         self.anchor = directory.load_trust_anchor()
-        self.held = directory.load_signed_keyring()
+        self.held = held if held is not None else directory.load_signed_keyring()
 
     @property
     def version(self) -> int | None:

@@ -10,10 +10,7 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from amqp.exceptions import NotFound
-from kombu import Connection
 from nameko.exceptions import RemoteError, RpcTimeout
-from nameko.rpc import RPC_QUEUE_TEMPLATE
 
 from schemas.registry import CLUE_TRANSFER
 from services import config as c
@@ -26,10 +23,9 @@ from services.importer.plan import plan
 from services.importer.reading import read_table
 from services.importer.sending import ALREADY_SENT, FAILED, REFUSED, SENT, VALID, Outcome, refused, send_rows
 from services.nodes.roles import ROLE_ACTIONS
-from services.runner import BrokerUnreachable, check_control
-from adapters.transport.credentials import CredentialsError
 
 from .errors import CommandError
+from .running_node import require_running_node
 from .progress import Progress
 
 # One chunk of rows takes the node a second or two; a call unanswered this long is made again.
@@ -73,7 +69,8 @@ def import_file(args) -> int:
     except FileRefused as exc:
         raise CommandError(f"{exc}; nothing sent") from None
     if not args.dry_run:
-        _check_node(config, args.agency)  # before checking every row: a long file need not wait to hear it
+        # Before checking every row: a long file need not wait to hear it.
+        require_running_node(config, args.agency, why="nothing consumes its control queue", then=", then import again")
     mapper = RowMapper(defaults=_defaults(args, zone), zone=zone,
                        attachments_dir=Path(args.attachments_dir) if args.attachments_dir else path.parent)
     with Progress(f"checking {path.name}", total=len(table.rows), transient=True) as progress:
@@ -128,17 +125,6 @@ def _defaults(args, zone: ZoneInfo) -> Defaults:
 
 
 # -- sending through the running node ------------------------------------------------------------
-def _check_node(config, agency: str) -> None:
-    try:
-        check_control(config, agency, timeout=5)
-        listening = _node_listening(config, agency)
-    except (BrokerUnreachable, CredentialsError) as exc:
-        raise CommandError(f"{exc}; nothing sent") from None
-    if not listening:
-        raise CommandError(f"the {agency} node is not running (nothing consumes its control queue): start it with "
-                           f"`cluebus run --agency {agency}`, then import again; nothing sent")
-
-
 def _send(config, agency: str, rows, settings_) -> list[Outcome]:
     clients = ControlClients(config, [agency], timeout=CALL_TIMEOUT_SECONDS)
     started = time.monotonic()
@@ -167,16 +153,3 @@ def _send(config, agency: str, rows, settings_) -> list[Outcome]:
         clients.close()
 
 
-def _node_listening(config, agency: str) -> bool:
-    """Whether the agency's node consumes its RPC queue now. The queue outlives a stopped
-    node, so a call would wait there unanswered: ask the broker who consumes it instead."""
-    connection = Connection(settings.control_uri(config, agency), connect_timeout=5)
-    try:
-        channel = connection.channel()
-        try:
-            _, _, consumers = channel.queue_declare(queue=RPC_QUEUE_TEMPLATE.format(agency), passive=True)
-        except NotFound:
-            return False  # the node never ran on this control plane
-        return consumers > 0
-    finally:
-        connection.release()

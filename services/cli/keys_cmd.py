@@ -12,7 +12,6 @@ import argparse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from adapters.crypto.exceptions import KeyStoreError
 from adapters.crypto.keys import KeyDirectory, initialise_key_directory
 from adapters.crypto.timestamps import parse_timestamp
 from adapters.crypto.trust import KeyRequest
@@ -218,10 +217,7 @@ def _print_keyring(directory: KeyDirectory, when) -> None:
               f"signed by the trust anchor {anchor.key_id} (fingerprint {anchor.fingerprint})")
         keyring = signed.keyring
     else:
-        try:
-            keyring = directory.load_keyring()
-        except KeyStoreError:
-            raise
+        keyring = directory.load_keyring()
         print("  keyring without a trust anchor (round 1): copied to every node by hand")
     now = datetime.now(timezone.utc)
     for record in sorted(keyring.records.values(), key=lambda r: (r.agency, r.algorithm, r.valid_from)):

@@ -19,20 +19,15 @@ import time
 import uuid
 
 import eventlet
-from amqp.exceptions import NotFound
-from kombu import Connection
 from nameko.exceptions import RemoteError, RpcTimeout
-from nameko.rpc import RPC_QUEUE_TEMPLATE
 
-from adapters.transport.credentials import CredentialsError
 from services import config as c
-from services import settings
 from services.bootstrap import DatabaseMissing, DatabaseUnavailable, open_store
 from services.control_client import ControlClients
 from services.handlers import reconciliation
-from services.runner import BrokerUnreachable, check_control
 
 from .errors import CommandError
+from .running_node import require_running_node
 from .progress import Progress
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -63,7 +58,7 @@ def reconcile_now(args: argparse.Namespace) -> int:
         raise CommandError("--as and --with name the same agency")
     if args.timeout <= 0:
         raise CommandError("--timeout must be positive")
-    _check_node(config, args.agency)
+    require_running_node(config, args.agency, why="it receives the answer")
     summary = _send_summary(config, args.agency, args.peer)
     window = f"{summary['window_from'] or 'the beginning'} .. {summary['window_until']}"
     if not args.json:
@@ -99,31 +94,6 @@ def _print_found(found: dict, peer: str) -> None:
         print(f"  held by {peer} but not sent to it: {len(found['unexpected'])} (reported, nothing done)")
         for message_id in found["unexpected"]:
             print(f"    {message_id}")
-
-
-def _check_node(config, agency: str) -> None:
-    try:
-        check_control(config, agency, timeout=5)
-        listening = _node_listening(config, agency)
-    except (BrokerUnreachable, CredentialsError) as exc:
-        raise CommandError(f"{exc}; nothing sent") from None
-    if not listening:
-        raise CommandError(f"the {agency} node is not running (it receives the answer): start it with "
-                           f"`cluebus run --agency {agency}`; nothing sent")
-
-
-def _node_listening(config, agency: str) -> bool:
-    """Whether the agency's node consumes its RPC queue now (the queue outlives a stopped node)."""
-    connection = Connection(settings.control_uri(config, agency), connect_timeout=5)
-    try:
-        channel = connection.channel()
-        try:
-            _, _, consumers = channel.queue_declare(queue=RPC_QUEUE_TEMPLATE.format(agency), passive=True)
-        except NotFound:
-            return False
-        return consumers > 0
-    finally:
-        connection.release()
 
 
 def _send_summary(config, agency: str, peer: str) -> dict:
