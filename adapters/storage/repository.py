@@ -203,7 +203,8 @@ class NodeRepository:
         """With ``for_update``, the rows are locked: a state read here stays true until the
         commit (a relay recording a publication waits, then finds the receipt won)."""
         return self._rows_by(OUTBOX, "message_id", message_ids,
-                             ("message_id", "state", "needs_receipt", "attempts"), for_update=for_update)
+                             ("message_id", "state", "needs_receipt", "attempts", "last_published_at"),
+                             for_update=for_update)
 
     def referral_rows(self, referral_ids: Iterable[str], *, for_update: bool = True) -> dict[str, dict]:
         return self._rows_by(REFERRALS, "referral_id", referral_ids, ("referral_id", "state", "reference"),

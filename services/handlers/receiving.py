@@ -86,16 +86,20 @@ def receive(ctx: NodeContext, message: bytes | Delivery) -> ReceiveOutcome:
 
 
 def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery], *,
-                  answers: list | None = None) -> list[ReceiveOutcome]:
+                  answers: list | None = None, receipt_seconds: list | None = None) -> list[ReceiveOutcome]:
     """Receive several deliveries in one transaction; the outcomes in the same order. The new
     receipts it committed are appended to ``answers`` (as relay.committed_row rows), to be
-    published at once without reading them back."""
+    published at once without reading them back; to ``receipt_seconds``, the seconds from
+    publication to receipt of each of our messages it recorded a receipt for (for the metrics,
+    without reading them back either)."""
     now = ctx.clock()
     checked = [_check(ctx, message, now) for message in messages]
     with ctx.store.transaction() as repo:
         batch = _Batch(ctx, repo, now, checked)
         outcomes = [batch.decide(raw, result) for raw, result in checked]
         repo.write(batch.writes)
+    if receipt_seconds is not None:
+        receipt_seconds.extend(batch.receipt_seconds)
     if answers is not None:
         answers.extend(committed_row(receipt, needs_receipt=False) for receipt in batch.receipts)
         answers.extend(committed_row(message, needs_receipt=True) for message in batch.outgoing)
@@ -132,6 +136,7 @@ class _Batch:
         self.unanswerable = ""
         self.receipts = []      # the receipts this batch composes, in order
         self.outgoing = []      # other messages it composes (reconciliation answers), in order
+        self.receipt_seconds: list[float] = []  # publication to receipt, of what it settles
         envelopes = [result.envelope for _, result in checked if result.envelope is not None]
         ids = [e["message_id"] for e in envelopes]
         replies = [e["in_reply_to"] for e in envelopes if e.get("in_reply_to")]
@@ -327,6 +332,9 @@ class _Batch:
         self.writes.outbox_updates.append((original_id, entry["state"], {
             "state": step.to, "receipted_at": self.now, "receipt_message_id": receipt.message_id}))
         entry["state"] = step.to
+        published = entry.get("last_published_at")
+        if published is not None:
+            self.receipt_seconds.append(max(0.0, (self.now - published).total_seconds()))
         return True
 
     def settle_again(self, receipt: VerifiedMessage) -> None:

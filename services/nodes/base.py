@@ -57,11 +57,12 @@ class AgencyNode:
         if any(keyring_updates.is_keyring_update(d) for d in deliveries):
             return self._with_keyring_updates(ctx, deliveries)
         answers: list[dict] = []
+        receipt_seconds: list[float] | None = []
         try:
-            outcomes = receiving.receive_batch(ctx, deliveries, answers=answers)
+            outcomes = receiving.receive_batch(ctx, deliveries, answers=answers, receipt_seconds=receipt_seconds)
             batched = True
         except Exception:
-            answers, batched = [], False
+            answers, batched, receipt_seconds = [], False, None  # read back from what was committed
             if len(deliveries) == 1:
                 log.exception("%s: could not store an incoming message; it will be redelivered", ctx.agency)
                 outcomes = [None]
@@ -76,7 +77,7 @@ class AgencyNode:
         # for duplicates (and after a batch taken one by one) read back.
         self._publish_committed(ctx, answers)
         self.flush_outbox(ctx, receiving.receipts_again(stored) if batched else receiving.receipts_to_publish(stored))
-        self.metrics.batch_received(outcomes)
+        self.metrics.batch_received(outcomes, receipt_seconds)
         if None in outcomes:
             eventlet.sleep(REQUEUE_PAUSE_SECONDS)  # an outage must not spin through the delivery limit
         return [o.__dict__ if o is not None else None for o in outcomes]

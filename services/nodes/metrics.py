@@ -110,11 +110,15 @@ class NodeMetrics:
             self.receipt_latency.observe(max(0.0, value))
 
     # -- what the node layer calls: never raises (metrics must not fail a batch or a relay) -------
-    def batch_received(self, outcomes: list) -> None:
-        """Count a batch's outcomes, and the receipt latencies of the receipts it recorded (read
-        back from the outbox rows the batch just committed)."""
+    def batch_received(self, outcomes: list, receipt_seconds: list[float] | None = None) -> None:
+        """Count a batch's outcomes, and the receipt latencies of the receipts it recorded:
+        ``receipt_seconds`` as the batch computed them (receiving.receive_batch), else read back
+        from the outbox rows the batch just committed."""
         try:
             self.received(outcomes)
+            if receipt_seconds is not None:
+                self.receipt_latencies(receipt_seconds)
+                return
             receipts = [_get(o, "message_id") for o in outcomes
                         if o is not None and _get(o, "status") == "receipt" and _get(o, "message_id")]
             if receipts:

@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from schemas.registry import CLUE_TRANSFER, RECEIPT, RECONSIDERATION_REQUEST, WITHDRAWAL
+from services.handlers import receiving
 from services.handlers.receiving import (OUTCOME_ACCEPTED, OUTCOME_DUPLICATE, OUTCOME_QUARANTINED,
                                          OUTCOME_RECEIPT, OUTCOME_REJECTED)
 from services.protocol import rules
@@ -874,3 +875,15 @@ def test_the_bus_routes_as_the_broker_binds_and_the_office_sees_everything(tmp_p
         assert bus.route("customs.receipt") == ()
     finally:
         bus.close()
+
+
+def test_a_recorded_receipt_reports_its_delay_since_publication_and_a_repeated_one_none(bus, clock):
+    clue, _ = accepted_clue(bus)
+    clock.advance(seconds=3)
+    deliveries = bus.take(MS)
+    seconds: list[float] = []
+    [outcome] = receiving.receive_batch(bus.ctx(MS), deliveries, receipt_seconds=seconds)
+    assert outcome.status == OUTCOME_RECEIPT and seconds == [3.0]
+    again: list[float] = []
+    [outcome] = receiving.receive_batch(bus.ctx(MS), deliveries, receipt_seconds=again)
+    assert outcome.status == OUTCOME_DUPLICATE and again == []
