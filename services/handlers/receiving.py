@@ -334,7 +334,7 @@ class _Batch:
         entry["state"] = step.to
         published = entry.get("last_published_at")
         if published is not None:
-            self.receipt_seconds.append(max(0.0, (self.now - published).total_seconds()))
+            self.receipt_seconds.append((self.now - published).total_seconds())  # metrics clamp skew
         return True
 
     def settle_again(self, receipt: VerifiedMessage) -> None:
