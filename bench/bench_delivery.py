@@ -77,8 +77,11 @@ class Process:
         return self.popen.pid
 
     def cpu_seconds(self) -> float:
+        return sum(self.user_system_seconds())
+
+    def user_system_seconds(self) -> tuple[float, float]:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -248,6 +251,39 @@ def latencies(engine, sent_at: dict[str, datetime]) -> list[float]:
     return sorted(found)
 
 
+def _when(value) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def stages(sender_engine, receiver_engine, sent_at: dict[str, datetime]) -> dict[str, dict]:
+    """Where the latency goes, from the timestamps both nodes store: p50/p99 (ms) of each hop
+    of the paced calls' round trips (one clock: both nodes run on this machine). A receiving
+    batch stamps everything it stores (stored_at, receipted_at, its receipts' sent_at) with
+    the moment it began, before verification and its commit: the recipient's work and the
+    receipt's composition fall in the hop after it."""
+    with sender_engine.connect() as connection:
+        composed = dict(connection.exec_driver_sql(
+            "SELECT message_id, sent_at FROM messages WHERE direction = 'out' AND kind != 'receipt'").all())
+        recorded = dict(connection.exec_driver_sql(
+            "SELECT message_id, receipted_at FROM outbox WHERE state = 'receipted'").all())
+    with receiver_engine.connect() as connection:
+        arrived = dict(connection.exec_driver_sql(
+            "SELECT message_id, stored_at FROM messages WHERE direction = 'in'").all())
+    hops: dict[str, list[float]] = {"call to composed and signed": [],
+                                    "to the recipient's batch (commit, publish, broker)": [],
+                                    "to the receipt's batch at the sender": []}
+    for message_id, t0 in sent_at.items():
+        if not (message_id in composed and message_id in arrived and recorded.get(message_id)):
+            continue
+        points = [t0, _when(composed[message_id]), _when(arrived[message_id]), _when(recorded[message_id])]
+        for values, start, end in zip(hops.values(), points, points[1:]):
+            values.append((end - start).total_seconds() * 1000)
+    return {name: {"p50_ms": round(percentile(sorted(v), 0.5), 1), "p99_ms": round(percentile(sorted(v), 0.99), 1)}
+            for name, v in hops.items()}
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -296,6 +332,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=0, help="referrals stored in both nodes beforehand")
     parser.add_argument("--burst", action="store_true", help="send everything first, then wait (resend storms)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="with --latency: p50/p99 of each hop of a round trip")
     parser.add_argument("--keep", action="store_true", help="keep the data and the bus")
     parser.add_argument("--json", action="store_true", help="one JSON object on standard output")
     parser.add_argument("--profile", metavar="DIR", help="py-spy both nodes during the run (collapsed stacks)")
@@ -331,7 +368,7 @@ def main() -> None:
             wait_receipted(engine, warm, 120)
             cpu = {n.name: n.cpu_seconds() for n in nodes}
             spies = [subprocess.Popen(["py-spy", "record", "-p", str(n.pid), "-r", "200", "--format", "raw", *(["--idle"] if os.environ.get("BENCH_IDLE") else []),
-                                       "-o", str(Path(args.profile) / f"{n.name}.txt"), "--nonblocking"],
+                                       "-o", str(Path(args.profile) / f"{n.name}.txt"), "--nonblocking", *os.environ.get("BENCH_PYSPY_ARGS", "").split()],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for n in nodes] if args.profile else []
             start = time.perf_counter()
@@ -356,17 +393,27 @@ def main() -> None:
                 count = max(200, min(int(rate * 20), 5000))
                 before = receipted(engine)
                 spies = [subprocess.Popen(["py-spy", "record", "-p", str(n.pid), "-r", "200", "--format", "raw",
-                                           "-o", str(Path(args.profile) / f"{n.name}.latency.txt"), "--nonblocking"],
+                                           "-o", str(Path(args.profile) / f"{n.name}.latency.txt"), "--nonblocking", *os.environ.get("BENCH_PYSPY_ARGS", "").split()],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                          for n in nodes] if args.profile and os.environ.get("BENCH_PROFILE_LATENCY") else []
+                cpu = {n.name: n.user_system_seconds() for n in nodes}
                 sent_at = paced(rpc, count, rate, now)
                 for spy in spies:
                     spy.send_signal(2)
                     spy.wait(timeout=60)
                 wait_receipted(engine, before + count, 300)
+                # Single calls at this rate are handled in small batches: what each costs then.
+                # (user, system) CPU ms per transfer: the kernel's share is the system calls.
+                result["latency_cpu_ms_per_transfer"] = {
+                    n.name: [round((now_ - then) * 1000 / count, 2) for now_, then in zip(n.user_system_seconds(), cpu[n.name])]
+                    for n in nodes}
                 values = latencies(engine, sent_at)
                 result.update(latency_rate=round(rate, 1), latency_messages=len(values),
                               p50_ms=round(percentile(values, 0.5), 1), p99_ms=round(percentile(values, 0.99), 1))
+                if args.stages:
+                    receiver_engine = setup.engine(RECEIVER)
+                    result["stages"] = stages(engine, receiver_engine, sent_at)
+                    receiver_engine.dispose()
         result.update(outbox_figures(engine))
         result["rss_mb"] = {n.name: round(n.rss_mb(), 1) for n in nodes}
         engine.dispose()
@@ -395,6 +442,10 @@ def main() -> None:
         if 'single_call_max_rate' in result:
             print(f"  single refer_clue calls at most {result['single_call_max_rate']}/s")
         print(f"  latency at {result['latency_rate']}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+        if "latency_cpu_ms_per_transfer" in result:
+            print(f"    CPU per transfer at that rate (ms): {result['latency_cpu_ms_per_transfer']}")
+        for name, figures in result.get("stages", {}).items():
+            print(f"    {name:52s} p50 {figures['p50_ms']:6.1f} ms, p99 {figures['p99_ms']:6.1f} ms")
     print(f"  resends {result['resends']}, failed {result['failed']}, RSS (MB) {result['rss_mb']}")
 
 
