@@ -92,18 +92,32 @@ def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery], *,
     published at once without reading them back; to ``receipt_seconds``, the seconds from
     publication to receipt of each of our messages it recorded a receipt for (for the metrics,
     without reading them back either)."""
-    now = ctx.clock()
-    checked = [_check(ctx, message, now) for message in messages]
+    checked = check_batch(ctx, messages)
     with ctx.store.transaction() as repo:
-        batch = _Batch(ctx, repo, now, checked)
-        outcomes = [batch.decide(raw, result) for raw, result in checked]
-        repo.write(batch.writes)
-    if receipt_seconds is not None:
-        receipt_seconds.extend(batch.receipt_seconds)
-    if answers is not None:
-        answers.extend(committed_row(receipt, needs_receipt=False) for receipt in batch.receipts)
-        answers.extend(committed_row(message, needs_receipt=True) for message in batch.outgoing)
-    return outcomes
+        decided = decide_batch(ctx, repo, checked)
+    return decided.results(answers=answers, receipt_seconds=receipt_seconds)
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """Deliveries verified (outside any transaction), with the moment the batch began."""
+    now: datetime
+    checked: list
+
+
+def check_batch(ctx: NodeContext, messages: list[bytes | Delivery]) -> CheckedBatch:
+    now = ctx.clock()
+    return CheckedBatch(now, [_check(ctx, message, now) for message in messages])
+
+
+def decide_batch(ctx: NodeContext, repo: NodeRepository, batch: CheckedBatch) -> "_Batch":
+    """Decide and write a checked batch in the caller's transaction (receive_batch's own, or
+    one shared with the node's waiting calls: services/handlers/together.py). What the
+    outcomes report holds once that transaction has committed."""
+    decided = _Batch(ctx, repo, batch.now, batch.checked)
+    decided.outcomes = [decided.decide(raw, result) for raw, result in batch.checked]
+    repo.write(decided.writes)
+    return decided
 
 
 def receipts_to_publish(outcomes: Iterable[ReceiveOutcome]) -> list[str]:
@@ -150,6 +164,18 @@ class _Batch:
         for referral_id, row in repo.referral_rows(wanted).items():
             self.referrals[referral_id] = ReferralView(referral_id, row)
         self.new_inbox: dict[str, dict] = {}   # message_id -> the inbox row this batch adds
+        self.outcomes: list[ReceiveOutcome] = []
+
+    def results(self, *, answers: list | None = None, receipt_seconds: list | None = None) -> list[ReceiveOutcome]:
+        """The outcomes, in delivery order, once committed; the new receipts and other
+        messages it composed go to ``answers`` (relay.committed_row rows), the seconds from
+        publication to receipt of what it settled to ``receipt_seconds``."""
+        if receipt_seconds is not None:
+            receipt_seconds.extend(self.receipt_seconds)
+        if answers is not None:
+            answers.extend(committed_row(receipt, needs_receipt=False) for receipt in self.receipts)
+            answers.extend(committed_row(message, needs_receipt=True) for message in self.outgoing)
+        return self.outcomes
 
     # -- deciding one delivery ---------------------------------------------------------------
     def decide(self, raw: bytes, result) -> ReceiveOutcome:

@@ -170,40 +170,47 @@ def staged_many(ctx: NodeContext, calls: list[Call], *, refuse_alone: bool = Tru
 
 
 def _staged_once(ctx: NodeContext, calls: list[Call], refuse_alone: bool) -> list[Sent | Refused]:
-    results: list[Sent | Refused | None] = [None] * len(calls)
     with ctx.store.transaction() as repo:
-        done = repo.control_request_rows([c.request.request_id for c in calls if c.request])
-        referral_ids = [c.referral_id for c in calls if c.referral_id]
-        rows = repo.referral_rows(referral_ids)
-        writes = Writes()
-        views: dict[str, OutgoingBatch] = {}
-        for index, call in enumerate(calls):
-            if call.request is not None and call.request.request_id in done:
-                results[index] = _repeat(done[call.request.request_id], call.request)
-                continue
-            item = Writes()
-            referral_id = call.referral_id or str(uuid.uuid4())
-            batch = OutgoingBatch(ctx, repo, referral_id, rows.get(referral_id), item)
-            if referral_id in views:  # a later call on a referral this transaction moved
-                batch.view = views[referral_id].view
-            before = copy.copy(batch.view)
-            try:
-                call.stage(batch)
-            except (DomainError, ComposeError) as error:
-                if not refuse_alone:
-                    raise
-                batch.view.__dict__.update(before.__dict__)  # as if the refused call never ran
-                results[index] = Refused(error)
-                continue
-            views[referral_id] = batch
-            sent = Sent.of(batch.sent, call.request)
-            if call.request is not None:
-                item.control_requests.append({"request_id": call.request.request_id, "action": call.request.action,
-                                              "at": ctx.clock(), "result": sent.summary})
-                done[call.request.request_id] = {"action": call.request.action, "result": sent.summary}
-            writes.extend(item)
-            results[index] = sent
-        repo.write(writes)
+        return stage_calls(ctx, repo, calls, refuse_alone=refuse_alone)
+
+
+def stage_calls(ctx: NodeContext, repo: NodeRepository, calls: list[Call], *,
+                refuse_alone: bool = True) -> list[Sent | Refused]:
+    """Stage and write ``calls`` in the caller's transaction (see staged_many); raises
+    DuplicateRequest when a concurrent transaction stored one of their request ids first."""
+    results: list[Sent | Refused | None] = [None] * len(calls)
+    done = repo.control_request_rows([c.request.request_id for c in calls if c.request])
+    referral_ids = [c.referral_id for c in calls if c.referral_id]
+    rows = repo.referral_rows(referral_ids)
+    writes = Writes()
+    views: dict[str, OutgoingBatch] = {}
+    for index, call in enumerate(calls):
+        if call.request is not None and call.request.request_id in done:
+            results[index] = _repeat(done[call.request.request_id], call.request)
+            continue
+        item = Writes()
+        referral_id = call.referral_id or str(uuid.uuid4())
+        batch = OutgoingBatch(ctx, repo, referral_id, rows.get(referral_id), item)
+        if referral_id in views:  # a later call on a referral this transaction moved
+            batch.view = views[referral_id].view
+        before = copy.copy(batch.view)
+        try:
+            call.stage(batch)
+        except (DomainError, ComposeError) as error:
+            if not refuse_alone:
+                raise
+            batch.view.__dict__.update(before.__dict__)  # as if the refused call never ran
+            results[index] = Refused(error)
+            continue
+        views[referral_id] = batch
+        sent = Sent.of(batch.sent, call.request)
+        if call.request is not None:
+            item.control_requests.append({"request_id": call.request.request_id, "action": call.request.action,
+                                          "at": ctx.clock(), "result": sent.summary})
+            done[call.request.request_id] = {"action": call.request.action, "result": sent.summary}
+        writes.extend(item)
+        results[index] = sent
+    repo.write(writes)
     return results
 
 

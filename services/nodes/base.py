@@ -59,7 +59,8 @@ class AgencyNode:
         answers: list[dict] = []
         receipt_seconds: list[float] | None = []
         try:
-            outcomes = receiving.receive_batch(ctx, deliveries, answers=answers, receipt_seconds=receipt_seconds)
+            # Through the call batcher: committed with the calls waiting, if any (one commit).
+            outcomes = self.calls.receive(ctx, deliveries).results(answers=answers, receipt_seconds=receipt_seconds)
             batched = True
         except Exception:
             answers, batched, receipt_seconds = [], False, None  # read back from what was committed

@@ -1,10 +1,16 @@
-"""Group commit of a node's state-changing calls.
+"""Group commit of a node's state-changing calls, and of the deliveries it receives.
 
 RPC workers hand their calls to one batcher per node; it takes every call waiting, stages them
 all in one transaction (sending.staged_many: each refused alone), publishes what they sent
 with one wait for the broker's confirms, and wakes each caller with its own result. Alone, a
 call goes through at once; under load, calls share transactions and confirms instead of
-queueing behind each other's."""
+queueing behind each other's.
+
+The delivery worker hands its checked batch (receiving.check_batch: verified outside any
+transaction) to the same batcher: when calls are waiting too, both go into one transaction
+(services/handlers/together.py), calls first, with one commit instead of two. If that
+transaction fails, the calls and the deliveries are taken again apart, each as it would
+have been alone."""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
 from nameko.extensions import DependencyProvider
 
-from services.handlers import sending
+from services.handlers import receiving, sending, together
 from services.handlers.context import NodeContext
 from services.handlers.requests import Sent
 
@@ -36,6 +42,13 @@ class _Pending:
     ctx: NodeContext
     calls: list[sending.Call]
     after_commit: AfterCommit
+    done: Event = field(default_factory=Event)
+
+
+@dataclass
+class _Receiving:
+    ctx: NodeContext
+    batch: receiving.CheckedBatch
     done: Event = field(default_factory=Event)
 
 
@@ -65,6 +78,20 @@ class CallBatcher:
                 published.wait()
         return result
 
+    def receive(self, ctx: NodeContext, deliveries: list) -> "receiving._Batch":
+        """Verify ``deliveries`` here, then decide and commit them with whatever calls are
+        waiting; the decided batch (``.results()``: the outcomes). Raises what receiving
+        them alone raised (the caller then takes them one by one)."""
+        pending = _Receiving(ctx, receiving.check_batch(ctx, deliveries))
+        self._waiting.put(pending)
+        if not self._running:
+            self._running = True
+            self._spawn(self._drain)
+        result = pending.done.wait()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
     def _drain(self) -> None:
         try:
             while True:
@@ -75,20 +102,56 @@ class CallBatcher:
                     group = [self._waiting.get_nowait()]
                 except Empty:
                     return
-                size = len(group[0].calls)
+                size = _size(group[0])
                 while size < self._max_calls:
                     try:
                         more = self._waiting.get_nowait()
                     except Empty:
                         break
                     group.append(more)
-                    size += len(more.calls)
-                self._commit(group)
+                    size += _size(more)
+                calls = [p for p in group if isinstance(p, _Pending)]
+                received = [p for p in group if isinstance(p, _Receiving)]
+                if received:
+                    self._commit_together(calls, received)
+                else:
+                    self._commit(calls)
         finally:
             self._running = False
             if not self._waiting.empty():  # arrived as we stopped: go on
                 self._running = True
                 self._spawn(self._drain)
+
+    def _commit_together(self, calls: list[_Pending], received: list[_Receiving]) -> None:
+        ctx = received[0].ctx
+        try:
+            results, decided = together.commit_together(ctx, [c for p in calls for c in p.calls],
+                                                        [r.batch for r in received])
+        except Exception as error:
+            if not calls and len(received) == 1:  # it failed alone: the worker takes it apart
+                received[0].done.send(error)
+                return
+            if calls:
+                log.warning("%s: %d call(s) and %d delivery batch(es) could not be committed together; "
+                            "taking them apart", ctx.agency, len(calls), len(received), exc_info=True)
+                self._commit(calls)
+            for pending in received:
+                self._receive_alone(pending)
+            return
+        for pending, batch in zip(received, decided):
+            pending.done.send(batch)
+        if calls:
+            self._wake(calls, results)
+
+    @staticmethod
+    def _receive_alone(pending: _Receiving) -> None:
+        try:
+            with pending.ctx.store.transaction() as repo:
+                batch = receiving.decide_batch(pending.ctx, repo, pending.batch)
+        except Exception as error:
+            pending.done.send(error)
+            return
+        pending.done.send(batch)
 
     def _commit(self, group: list[_Pending]) -> None:
         ctx = group[0].ctx
@@ -102,6 +165,12 @@ class CallBatcher:
                 return
             group[0].done.send((error, None))
             return
+        self._wake(group, results)
+
+    @staticmethod
+    def _wake(group: list[_Pending], results: list) -> None:
+        """Hand what the committed calls sent to the publisher; each caller its results."""
+        ctx = group[0].ctx
         published = None
         try:
             published = group[0].after_commit(ctx, [r for r in results if isinstance(r, Sent)])
@@ -111,6 +180,10 @@ class CallBatcher:
         for pending in group:
             pending.done.send((results[start:start + len(pending.calls)], published))
             start += len(pending.calls)
+
+
+def _size(pending) -> int:
+    return len(pending.calls) if isinstance(pending, _Pending) else len(pending.batch.checked)
 
 
 class CallBatching(DependencyProvider):
@@ -147,6 +220,20 @@ class PublishQueue:
             self._running = True
             self._spawn(self._drain)
         return published
+
+    def receive(self, ctx: NodeContext, deliveries: list) -> "receiving._Batch":
+        """Verify ``deliveries`` here, then decide and commit them with whatever calls are
+        waiting; the decided batch (``.results()``: the outcomes). Raises what receiving
+        them alone raised (the caller then takes them one by one)."""
+        pending = _Receiving(ctx, receiving.check_batch(ctx, deliveries))
+        self._waiting.put(pending)
+        if not self._running:
+            self._running = True
+            self._spawn(self._drain)
+        result = pending.done.wait()
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _drain(self) -> None:
         try:
