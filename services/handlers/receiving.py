@@ -92,10 +92,7 @@ def receive_batch(ctx: NodeContext, messages: list[bytes | Delivery], *,
     published at once without reading them back; to ``receipt_seconds``, the seconds from
     publication to receipt of each of our messages it recorded a receipt for (for the metrics,
     without reading them back either)."""
-    checked = check_batch(ctx, messages)
-    with ctx.store.transaction() as repo:
-        decided = decide_batch(ctx, repo, checked)
-    return decided.results(answers=answers, receipt_seconds=receipt_seconds)
+    return commit_checked(ctx, check_batch(ctx, messages)).results(answers=answers, receipt_seconds=receipt_seconds)
 
 
 @dataclass(frozen=True)
@@ -108,6 +105,12 @@ class CheckedBatch:
 def check_batch(ctx: NodeContext, messages: list[bytes | Delivery]) -> CheckedBatch:
     now = ctx.clock()
     return CheckedBatch(now, [_check(ctx, message, now) for message in messages])
+
+
+def commit_checked(ctx: NodeContext, batch: CheckedBatch) -> "_Batch":
+    """A checked batch decided and committed in a transaction of its own."""
+    with ctx.store.transaction() as repo:
+        return decide_batch(ctx, repo, batch)
 
 
 def decide_batch(ctx: NodeContext, repo: NodeRepository, batch: CheckedBatch) -> "_Batch":

@@ -63,10 +63,7 @@ class CallBatcher:
         """Stage ``calls`` (with others that are waiting) in one transaction; their results, in
         order: a Sent, or a sending.Refused."""
         pending = _Pending(ctx, calls, after_commit)
-        self._waiting.put(pending)
-        if not self._running:
-            self._running = True
-            self._spawn(self._drain)
+        self._enqueue(pending)
         result, published = pending.done.wait()
         if isinstance(result, BaseException):
             raise result
@@ -83,14 +80,17 @@ class CallBatcher:
         waiting; the decided batch (``.results()``: the outcomes). Raises what receiving
         them alone raised (the caller then takes them one by one)."""
         pending = _Receiving(ctx, receiving.check_batch(ctx, deliveries))
-        self._waiting.put(pending)
-        if not self._running:
-            self._running = True
-            self._spawn(self._drain)
+        self._enqueue(pending)
         result = pending.done.wait()
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def _enqueue(self, pending) -> None:
+        self._waiting.put(pending)
+        if not self._running:
+            self._running = True
+            self._spawn(self._drain)
 
     def _drain(self) -> None:
         try:
@@ -146,8 +146,7 @@ class CallBatcher:
     @staticmethod
     def _receive_alone(pending: _Receiving) -> None:
         try:
-            with pending.ctx.store.transaction() as repo:
-                batch = receiving.decide_batch(pending.ctx, repo, pending.batch)
+            batch = receiving.commit_checked(pending.ctx, pending.batch)
         except Exception as error:
             pending.done.send(error)
             return
@@ -220,20 +219,6 @@ class PublishQueue:
             self._running = True
             self._spawn(self._drain)
         return published
-
-    def receive(self, ctx: NodeContext, deliveries: list) -> "receiving._Batch":
-        """Verify ``deliveries`` here, then decide and commit them with whatever calls are
-        waiting; the decided batch (``.results()``: the outcomes). Raises what receiving
-        them alone raised (the caller then takes them one by one)."""
-        pending = _Receiving(ctx, receiving.check_batch(ctx, deliveries))
-        self._waiting.put(pending)
-        if not self._running:
-            self._running = True
-            self._spawn(self._drain)
-        result = pending.done.wait()
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
     def _drain(self) -> None:
         try:

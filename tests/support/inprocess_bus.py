@@ -451,6 +451,16 @@ class InProcessBus:
         with self.ctx(agency).store.transaction() as repo:
             return repo.verify_audit_chain()
 
+    def closing_audited(self):
+        """For a fixture: yield the bus; afterwards, whatever the test did, every opened
+        node's audit chain must still verify, and the bus is closed."""
+        yield self
+        try:
+            for agency in self.opened:
+                self.verify_audit_chain(agency)
+        finally:
+            self.close()
+
     def raw_of(self, agency: str, message_id: str) -> bytes:
         return self.message(agency, message_id)["raw"]
 

@@ -23,13 +23,7 @@ MS, PS = "medical_security", "public_security"
 @pytest.fixture
 def bus(tmp_path, clock):
     config, _ = make_config(tmp_path)
-    bus = InProcessBus(config, clock)
-    yield bus
-    try:
-        for agency in bus.opened:
-            bus.verify_audit_chain(agency)
-    finally:
-        bus.close()
+    yield from InProcessBus(config, clock).closing_audited()
 
 
 def a_receipt_waiting(bus: InProcessBus) -> str:

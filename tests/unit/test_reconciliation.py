@@ -154,13 +154,7 @@ def test_a_route_table_may_not_give_a_peer_kind_explicit_routes():
 def bus(request, tmp_path, clock):
     """Both wirings: the running node's (publishes at once) and the command line's (the relay does)."""
     config, _ = make_config(tmp_path)
-    bus = InProcessBus(config, clock, office=True, publishes_at_once=request.param == "node")
-    yield bus
-    try:
-        for agency in bus.opened:
-            bus.verify_audit_chain(agency)
-    finally:
-        bus.close()
+    yield from InProcessBus(config, clock, office=True, publishes_at_once=request.param == "node").closing_audited()
 
 
 def flush(bus, *agencies):
