@@ -257,7 +257,7 @@ def _when(value) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def stages(sender_engine, receiver_engine, sent_at: dict[str, datetime]) -> dict[str, dict]:
+def stages(sender_engine, receiver_engine, sent_at: dict[str, datetime], trace: str | None = None) -> dict[str, dict]:
     """Where the latency goes, from the timestamps both nodes store: p50/p99 (ms) of each hop
     of the paced calls' round trips (one clock: both nodes run on this machine). A receiving
     batch stamps everything it stores (stored_at, receipted_at, its receipts' sent_at) with
@@ -274,12 +274,19 @@ def stages(sender_engine, receiver_engine, sent_at: dict[str, datetime]) -> dict
     hops: dict[str, list[float]] = {"call to composed and signed": [],
                                     "to the recipient's batch (commit, publish, broker)": [],
                                     "to the receipt's batch at the sender": []}
+    rows = []
     for message_id, t0 in sent_at.items():
         if not (message_id in composed and message_id in arrived and recorded.get(message_id)):
             continue
         points = [t0, _when(composed[message_id]), _when(arrived[message_id]), _when(recorded[message_id])]
+        rows.append(points)
         for values, start, end in zip(hops.values(), points, points[1:]):
             values.append((end - start).total_seconds() * 1000)
+    if trace:  # one line per round trip: its send time and its points, seconds from the first
+        origin = min(points[0] for points in rows)
+        with open(trace, "w") as out:
+            for points in sorted(rows):
+                out.write(" ".join(f"{(p - origin).total_seconds():.4f}" for p in points) + "\n")
     return {name: {"p50_ms": round(percentile(sorted(v), 0.5), 1), "p99_ms": round(percentile(sorted(v), 0.99), 1)}
             for name, v in hops.items()}
 
@@ -333,6 +340,7 @@ def main() -> None:
     parser.add_argument("--burst", action="store_true", help="send everything first, then wait (resend storms)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--stages", action="store_true", help="with --latency: p50/p99 of each hop of a round trip")
+    parser.add_argument("--trace", metavar="FILE", help="with --stages: each round trip's points, one line each")
     parser.add_argument("--keep", action="store_true", help="keep the data and the bus")
     parser.add_argument("--json", action="store_true", help="one JSON object on standard output")
     parser.add_argument("--profile", metavar="DIR", help="py-spy both nodes during the run (collapsed stacks)")
@@ -412,7 +420,7 @@ def main() -> None:
                               p50_ms=round(percentile(values, 0.5), 1), p99_ms=round(percentile(values, 0.99), 1))
                 if args.stages:
                     receiver_engine = setup.engine(RECEIVER)
-                    result["stages"] = stages(engine, receiver_engine, sent_at)
+                    result["stages"] = stages(engine, receiver_engine, sent_at, args.trace)
                     receiver_engine.dispose()
         result.update(outbox_figures(engine))
         result["rss_mb"] = {n.name: round(n.rss_mb(), 1) for n in nodes}

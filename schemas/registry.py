@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections import abc
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -129,14 +130,26 @@ def dump_body(kind: str, version: int, body: Mapping) -> dict:
     return _wire_values(loaded)
 
 
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
 def _wire_values(value: Any) -> Any:
+    kind = type(value)
+    # Exact types first: this walks every body twice per message, and isinstance against
+    # typing.Mapping costs several times the rest of the walk.
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {key: _wire_values(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_wire_values(item) for item in value]
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             return "naive datetime (timezone required)"  # fails the timestamp field
         return format_timestamp(value)
     if isinstance(value, datetime.date):
         return value.isoformat()
-    if isinstance(value, Mapping):
+    if isinstance(value, abc.Mapping):
         return {key: _wire_values(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_wire_values(item) for item in value]

@@ -274,3 +274,19 @@ def test_every_contract_dumps_to_its_wire_values():
                 continue
             loaded = schema.load(body)
             assert _wire_values(loaded) == schema.dump(loaded), kind
+
+
+def test_wire_values_of_mappings_that_are_not_dicts_tuples_and_dates():
+    """_wire_values takes exact dicts, lists and scalars first; anything else a caller may
+    hand in (a read-only mapping, a tuple, datetimes and dates at any depth) still comes out
+    as the same wire values."""
+    import datetime as dt
+    from types import MappingProxyType
+
+    from schemas.registry import _wire_values
+    at = dt.datetime(2026, 3, 1, 8, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    value = MappingProxyType({"when": at, "days": (dt.date(2026, 3, 1), "x"), "n": 3, "ok": True, "none": None,
+                              "inner": MappingProxyType({"list": [at, 1]})})
+    assert _wire_values(value) == {"when": "2026-03-01T00:30:00Z", "days": ["2026-03-01", "x"], "n": 3,
+                                   "ok": True, "none": None, "inner": {"list": ["2026-03-01T00:30:00Z", 1]}}
+    assert _wire_values(dt.datetime(2026, 3, 1)) == "naive datetime (timezone required)"
