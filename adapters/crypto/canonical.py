@@ -148,3 +148,22 @@ def canonical_bytes(value: Any) -> bytes:
             pass  # a lone surrogate: the precise check below names it
     _check_values(value)
     return rfc8785.dumps(value)
+
+
+def canonical_bytes_with(value: dict, name: str, member: Any, member_bytes: bytes) -> bytes:
+    """``canonical_bytes({**value, name: member})``, given ``member_bytes`` =
+    ``canonical_bytes(member)`` already: a message's body is serialised once for its hash,
+    its signature and the wire, and only the small envelope around it each time.
+
+    JCS writes a member's value the same wherever it stands, so the bytes are those of the
+    envelope with a null in the body's place and the body's bytes put there. The null is
+    found by its member name: quotes inside strings are escaped, so ``"name":null`` can only
+    be a member; when it is not found exactly once (a nested member of the same name), the
+    whole value is serialised instead."""
+    placeholder = canonical_bytes({**value, name: None})
+    marker = canonical_bytes(name) + b":null"
+    at = placeholder.find(marker)
+    if at < 0 or placeholder.find(marker, at + 1) >= 0:
+        return canonical_bytes({**value, name: member})
+    value_at = at + len(marker) - len(b"null")
+    return placeholder[:value_at] + member_bytes + placeholder[at + len(marker):]

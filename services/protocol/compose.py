@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
-from adapters.crypto.canonical import canonical_bytes
+from adapters.crypto.canonical import canonical_bytes, canonical_bytes_with
 from adapters.crypto.exceptions import CryptoError
 from adapters.crypto.keys import X25519, Keyring
 from adapters.crypto.sealing import BoxKey
@@ -44,17 +44,21 @@ class SignedMessage:
         return message_sha256(self.raw)
 
 
-def sign_envelope(unsigned_envelope: Mapping, signer: Signer) -> dict:
-    """Add ``signature`` to an envelope that has every other field."""
+def sign_envelope(unsigned_envelope: Mapping, signer: Signer, body_bytes: bytes | None = None) -> dict:
+    """Add ``signature`` to an envelope that has every other field (``body_bytes``: its
+    body's canonical bytes, when the caller has them already)."""
     envelope = dict(unsigned_envelope)
     envelope.pop("signature", None)
-    envelope["signature"] = signer.sign(signing_input(envelope))
+    envelope["signature"] = signer.sign(signing_input(envelope, body_bytes))
     return envelope
 
 
-def encode(envelope: Mapping) -> bytes:
-    """Wire bytes: the RFC 8785 form of the whole envelope."""
-    return canonical_bytes(dict(envelope))
+def encode(envelope: Mapping, body_bytes: bytes | None = None) -> bytes:
+    """Wire bytes: the RFC 8785 form of the whole envelope (``body_bytes`` as above)."""
+    if body_bytes is None:
+        return canonical_bytes(dict(envelope))
+    around = {key: value for key, value in envelope.items() if key != "body"}
+    return canonical_bytes_with(around, "body", envelope["body"], body_bytes)
 
 
 class Composer:
@@ -99,14 +103,15 @@ class Composer:
             "body_encoding": SEALED if seal else PLAIN,
             "body": self._seal(kind, wire_body, recipient, sent_at) if seal else wire_body,
         }
-        envelope["body_sha256"] = body_sha256(envelope["body"])
+        body_bytes = canonical_bytes(envelope["body"])  # once: for the hash, the signature and the wire
+        envelope["body_sha256"] = body_sha256(envelope["body"], body_bytes)
         # Never sign what every receiver would refuse (a referral id that is not a UUID, ...).
         problems = _ENVELOPE_SCHEMA.validate({**envelope, "signature": ""})
         if problems:
             raise ComposeError(rules.ENVELOPE_INVALID, f"envelope is invalid: {summarise_messages(problems)}",
                                problems)
-        envelope = sign_envelope(envelope, signer)
-        return SignedMessage(encode(envelope), envelope, wire_body)
+        envelope = sign_envelope(envelope, signer, body_bytes)
+        return SignedMessage(encode(envelope, body_bytes), envelope, wire_body)
 
     def _seal(self, kind: str, wire_body: dict, recipient: str, at: datetime) -> dict:
         if self.box_key is None:

@@ -81,11 +81,11 @@ class Verifier:
         message re-verified, a test vector)."""
         raw = _as_bytes(raw)
         envelope, sent_at = self._parse(raw, transport)
-        self._authenticate(envelope, sent_at)
+        body_bytes = self._authenticate(envelope, sent_at)
         # From here on the sender is authenticated: a rejection carries the envelope so the
         # receiver can answer it with a signed rejection receipt.
         try:
-            self._check_metadata(envelope, expected_recipient)
+            self._check_metadata(envelope, expected_recipient, body_bytes)
             if check_freshness:
                 self._check_freshness(sent_at, now or self.clock())
             plain_body, body = self._load_body(envelope, sent_at)
@@ -135,20 +135,24 @@ class Verifier:
                             authenticated=False)
         return envelope, loaded["sent_at"]
 
-    def _authenticate(self, envelope: dict, sent_at: datetime) -> None:
+    def _authenticate(self, envelope: dict, sent_at: datetime) -> bytes:
+        """Check the signature; the body's canonical bytes (serialised once, for the signature
+        and then the body hash)."""
         try:
             key = self.keyring.key_for(envelope["sender_key_id"], agency=envelope["sender"],
                                        algorithm=ED25519, at=sent_at)
-            verify_signature(key.public_key, signing_input(envelope), envelope["signature"])
+            body_bytes = canonical_bytes(envelope["body"])
+            verify_signature(key.public_key, signing_input(envelope, body_bytes), envelope["signature"])
         except CryptoError as exc:
             raise Rejection.from_error(exc, authenticated=False) from None
+        return body_bytes
 
     # -- after authentication ----------------------------------------------------
-    def _check_metadata(self, envelope: dict, expected_recipient: str | None) -> None:
+    def _check_metadata(self, envelope: dict, expected_recipient: str | None, body_bytes: bytes) -> None:
         def reject(rule, detail, messages=None):
             return Rejection(rule, detail, authenticated=True, messages=messages)
 
-        if body_sha256(envelope["body"]) != envelope["body_sha256"]:
+        if body_sha256(envelope["body"], body_bytes) != envelope["body_sha256"]:
             raise reject(rules.BODY_HASH_MISMATCH, "body_sha256 does not match the body")
         for role in ("sender", "recipient"):
             if envelope[role] not in self.agencies:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adapters.crypto.canonical import MAX_SAFE_INTEGER, canonical_bytes, strict_loads
+from adapters.crypto.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_bytes_with, strict_loads
 from adapters.crypto.exceptions import (CryptoError, DuplicateKey, FloatNotAllowed, IntegerOutOfRange,
                                         MalformedJson)
 
@@ -226,3 +226,31 @@ def test_member_names_that_sort_differently_in_utf16_take_the_reference_path():
     import rfc8785
     assert canonical_bytes(value) == rfc8785.dumps(value)
     assert list(json.loads(canonical_bytes(value))) == ["a", "\U0001f600", "\uffff"]
+
+
+# -- a member given as bytes already (a message's body: serialised once) ---------------------------
+_AROUND = {"protocol": "cluebus/1", "kind": "clue_transfer", "schema_version": 1, "in_reply_to": None,
+           "sent_at": "2026-03-01T00:30:00Z", "signature": "c2ln"}
+
+
+@pytest.mark.parametrize("around, body", [
+    (_AROUND, {"reporter": "王五", "amount_fen": 120000, "items": [{"a": 1}, {"b": [True, None]}], "z": ""}),
+    (_AROUND, {}),
+    # strings that look like the member being replaced are escaped, never a second match
+    ({**_AROUND, "note": '"body":null'}, {"text": '"body":null'}),
+    # a nested member of the same name: the whole value is serialised instead
+    ({**_AROUND, "nested": {"body": None}}, {"x": 1}),
+    ({**_AROUND, "nested": [{"body": None}]}, {"body": None}),
+    # names that sort by UTF-16 code units (the reference implementation's path)
+    ({**_AROUND, "\U0001F600": 1, "\ufb01": 2}, {"\U0001F600": "x", "\ufb01": "y"}),
+    ({"a": 1}, {"c": "\u2028"}),
+])
+def test_a_member_given_as_bytes_gives_the_bytes_of_the_whole(around, body):
+    whole = canonical_bytes({**around, "body": body})
+    assert canonical_bytes_with(around, "body", body, canonical_bytes(body)) == whole
+    assert json.loads(whole)["body"] == body
+
+
+def test_a_member_given_as_bytes_is_placed_in_sort_order():
+    spliced = canonical_bytes_with({"a": 1, "c": 3}, "b", [2], b"[2]")
+    assert spliced == b'{"a":1,"b":[2],"c":3}'
