@@ -8,7 +8,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from .base import Contract
 from .facts import FACT_FIELDS
-from .fields import AgencyCode, Count, PatternString, Sha256Hex, StrictString, Uuid, UtcTimestamp
+from .fields import AgencyCode, Count, JsonObject, PatternString, Sha256Hex, StrictString, Uuid, UtcTimestamp
 
 PROTOCOL = "cluebus/1"
 PLAIN = "plain"
@@ -34,7 +34,7 @@ class SealedBodySchema(Contract):
     ciphertext = StrictString(required=True, max_length=2 * 1024 * 1024)
     # Optional (protocol §11.4): the kind's non-personal facts, in the clear and signed, for
     # the joint-meeting office; the recipient checks them against the opened body.
-    facts = fields.Dict(keys=fields.String())
+    facts = JsonObject()
 
 
 class EnvelopeSchema(Contract):
@@ -49,7 +49,7 @@ class EnvelopeSchema(Contract):
     sent_at = UtcTimestamp(required=True)
     sender_key_id = PatternString(KEY_ID, "key id", required=True)
     body_encoding = fields.String(required=True, validate=validate.OneOf(BODY_ENCODINGS))
-    body = fields.Dict(required=True, keys=fields.String())
+    body = JsonObject(required=True)
     body_sha256 = Sha256Hex(required=True)
     signature = fields.String(required=True)
 

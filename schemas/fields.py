@@ -58,6 +58,19 @@ DATE_PATTERN = rf"^{DATE_REGEX}$"
 TIMESTAMP_PATTERN = rf"^{DATE_REGEX}T{TIME_REGEX}Z$"
 
 
+class JsonObject(fields.Dict):
+    """A JSON object: a mapping whose member names are strings, checked in one pass (a Dict
+    with ``keys=String()`` runs a whole field per member: a third of an envelope's load)."""
+
+    default_error_messages = {"member_name": "Member names must be strings."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if not all(type(name) is str for name in result):
+            raise self.make_error("member_name")
+        return result
+
+
 class StrictString(fields.String):
     """A non-blank string of bounded length."""
 

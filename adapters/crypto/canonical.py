@@ -7,6 +7,7 @@ string), integers within +/-(2**53 - 1), no lone surrogates.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -150,6 +151,11 @@ def canonical_bytes(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
+@functools.lru_cache(maxsize=16)
+def _null_member(name: str) -> bytes:
+    return canonical_bytes(name) + b":null"
+
+
 def canonical_bytes_with(value: dict, name: str, member: Any, member_bytes: bytes) -> bytes:
     """``canonical_bytes({**value, name: member})``, given ``member_bytes`` =
     ``canonical_bytes(member)`` already: a message's body is serialised once for its hash,
@@ -161,7 +167,7 @@ def canonical_bytes_with(value: dict, name: str, member: Any, member_bytes: byte
     be a member; when it is not found exactly once (a nested member of the same name), the
     whole value is serialised instead."""
     placeholder = canonical_bytes({**value, name: None})
-    marker = canonical_bytes(name) + b":null"
+    marker = _null_member(name)
     at = placeholder.find(marker)
     if at < 0 or placeholder.find(marker, at + 1) >= 0:
         return canonical_bytes({**value, name: member})

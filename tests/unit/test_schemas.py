@@ -290,3 +290,20 @@ def test_wire_values_of_mappings_that_are_not_dicts_tuples_and_dates():
     assert _wire_values(value) == {"when": "2026-03-01T00:30:00Z", "days": ["2026-03-01", "x"], "n": 3,
                                    "ok": True, "none": None, "inner": {"list": ["2026-03-01T00:30:00Z", 1]}}
     assert _wire_values(dt.datetime(2026, 3, 1)) == "naive datetime (timezone required)"
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"a": 1, "b": {"c": 2}}, None),
+    ({}, None),
+    (["a"], "Not a valid mapping type."),
+    ("a", "Not a valid mapping type."),
+    ({1: "a"}, "Member names must be strings."),  # only a Python caller can build it
+])
+def test_an_envelope_body_is_a_json_object(body, error):
+    """The envelope's body (and a sealed body's facts): a mapping with string member names,
+    checked in one pass (schemas.fields.JsonObject)."""
+    from schemas.envelope import EnvelopeSchema, SealedBodySchema
+    problems = EnvelopeSchema(only=("body",)).validate({"body": body})
+    assert problems == ({} if error is None else {"body": [error]})
+    problems = SealedBodySchema(only=("facts",)).validate({"facts": body})
+    assert problems == ({} if error is None else {"facts": [error]})
