@@ -70,8 +70,9 @@ class BusQueueConsumer(QueueConsumer):
         return self._consumers.values()
 
     def handle_raw(self, provider, message):
-        ident = f"{type(provider).__name__}.handle_raw[{message.delivery_info.get('routing_key')}]"
-        self.container.spawn_managed_thread(partial(provider.handle_raw, message), identifier=ident)
+        # Nameko spawns a thread per message here; the provider only queues it (never blocks),
+        # so it is handed over in the consumer's own thread.
+        provider.handle_raw(message)
 
     def on_connection_error(self, exc, interval):
         # without_credentials, not nameko's sanitize_url: that one leaves the passwords of
