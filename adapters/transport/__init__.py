@@ -1,1 +1,1 @@
-"""RabbitMQ transport: topology, raw-bytes serializer and a confirming publisher."""
+"""RabbitMQ transport: topology and a confirming publisher of raw envelope bytes."""

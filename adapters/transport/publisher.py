@@ -20,8 +20,8 @@ from kombu.exceptions import KombuError
 
 from services.handlers.relay import PublishFailed
 from services.protocol import rules
+from services.protocol.transport import CONTENT_ENCODING, CONTENT_TYPE
 
-from .serializer import CONTENT_ENCODING, CONTENT_TYPE
 from .topology import Topology
 from .uris import without_credentials
 

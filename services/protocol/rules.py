@@ -20,7 +20,7 @@ schemas/ itself imports adapters/crypto). The codes are the protocol's, so they 
 in services/protocol/; to let adapters/ and schemas/ import them without a cycle, this module
 is a leaf: it imports nothing (not even ``from __future__``), and importing it runs only
 services/__init__.py and services/protocol/__init__.py, which are docstrings. That is the
-arrangement services/protocol/transport.py already has (adapters/transport/serializer.py
+arrangement services/protocol/transport.py already has (adapters/transport/publisher.py
 imports its content type). Keep it so: the test checks that this module and those two
 packages' ``__init__`` import nothing.
 """
