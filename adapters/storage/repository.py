@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from adapters.crypto.canonical import canonical_bytes
 from adapters.crypto.timestamps import format_timestamp
 
+from .direct import DirectStatements, NotDirect
 from .exceptions import AuditChainBroken, DuplicateRequest
 from .writes import AuditEvent, Writes
 from .tables import (INBOUND, OUTBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry,
@@ -78,26 +79,19 @@ def audit_hash(seq: int, at: datetime, event: str, referral_id: str | None,
 
 
 class NodeRepository:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, direct: DirectStatements | None = None):
         self.session = session
+        # SQLite: the hot statements on the driver's cursor (adapters/storage/direct.py).
+        self.direct = direct
 
     # -- messages ------------------------------------------------------------------
     def message(self, message_id: str) -> Message | None:
         return self.session.scalar(select(Message).where(Message.message_id == message_id))
 
-    def add_message(self, message: Message) -> Message:
-        self.session.add(message)
-        self.session.flush()
-        return message
-
     def messages_for_referral(self, referral_id: str) -> Sequence[Message]:
         return self.session.scalars(
             select(Message).where(Message.referral_id == referral_id)
             .order_by(Message.sent_at, Message.id)).all()
-
-    def replies_to(self, message_id: str) -> Sequence[Message]:
-        return self.session.scalars(select(Message).where(Message.in_reply_to == message_id)
-                                    .order_by(Message.sent_at, Message.id)).all()
 
     def inbound_messages(self, *, kind: str | None = None, status: str | None = None,
                          limit: int = 100) -> Sequence[Message]:
@@ -112,26 +106,9 @@ class NodeRepository:
     def inbox_entry(self, message_id: str) -> InboxEntry | None:
         return self.session.get(InboxEntry, message_id)
 
-    def add_inbox_entry(self, entry: InboxEntry) -> None:
-        self.session.add(entry)
-        self.session.flush()
-
     # -- outbox ------------------------------------------------------------------------
-    def add_outbox_entry(self, entry: OutboxEntry) -> None:
-        self.session.add(entry)
-        self.session.flush()
-
     def outbox_entry(self, message_id: str) -> OutboxEntry | None:
         return self.session.scalar(select(OutboxEntry).where(OutboxEntry.message_id == message_id))
-
-    def due_outbox(self, now: datetime, limit: int = 100) -> Sequence[OutboxEntry]:
-        """Entries to publish now: never published, or published and still unreceipted."""
-        return self.session.scalars(
-            select(OutboxEntry)
-            .where(or_(OutboxEntry.state == PENDING,
-                       (OutboxEntry.state == PUBLISHED) & OutboxEntry.needs_receipt))
-            .where(OutboxEntry.next_attempt_at <= now)
-            .order_by(OutboxEntry.next_attempt_at, OutboxEntry.id).limit(limit)).all()
 
     def outbox_entries(self, states: Iterable[str] | None = None) -> Sequence[OutboxEntry]:
         query = select(OutboxEntry)
@@ -140,10 +117,6 @@ class NodeRepository:
         return self.session.scalars(query.order_by(OutboxEntry.id)).all()
 
     # -- quarantine --------------------------------------------------------------------
-    def add_quarantine(self, entry: QuarantineEntry) -> None:
-        self.session.add(entry)
-        self.session.flush()
-
     def quarantined(self, limit: int = 100) -> Sequence[QuarantineEntry]:
         return self.session.scalars(select(QuarantineEntry).order_by(QuarantineEntry.id.desc())
                                     .limit(limit)).all()
@@ -155,24 +128,8 @@ class NodeRepository:
             query = query.with_for_update()
         return self.session.scalar(query)
 
-    def add_referral(self, referral: Referral) -> None:
-        self.session.add(referral)
-        self.session.flush()
-
     def referrals(self, limit: int = 100) -> Sequence[Referral]:
         return self.session.scalars(select(Referral).order_by(Referral.updated_at.desc()).limit(limit)).all()
-
-    # -- control requests ----------------------------------------------------------------
-    def control_request(self, request_id: str) -> ControlRequest | None:
-        return self.session.get(ControlRequest, request_id)
-
-    def add_control_request(self, request: ControlRequest) -> None:
-        """Store a request id; DuplicateRequest when a concurrent transaction stored it first."""
-        try:
-            with self.session.begin_nested():
-                self.session.add(request)
-        except IntegrityError:
-            raise DuplicateRequest(f"request {request.request_id} was stored meanwhile") from None
 
     # -- bulk reads and writes of the batched paths (Core: no ORM objects) -----------------
     def _core(self, statement, parameters=None):
@@ -180,10 +137,19 @@ class NodeRepository:
         layer (which costs more than the statement itself for the small ones)."""
         return self.session.connection().execute(statement, parameters)
 
+    def _driver(self):
+        """The transaction's own sqlite3 connection (BEGIN IMMEDIATE already issued on it)."""
+        return self.session.connection().connection.dbapi_connection
+
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
         found = {}
         if for_update:
             ids = sorted(set(ids))  # one lock order for every transaction
+        if self.direct is not None:
+            for chunk in _chunks(ids):
+                for row in self.direct.rows_by(self._driver(), table, key, chunk, tuple(columns)):
+                    found[row[key]] = row
+            return found
         query = _rows_query(table, key, tuple(columns), for_update)
         for chunk in _chunks(ids):
             for row in self._core(query, {"ids": chunk}).mappings():
@@ -278,8 +244,15 @@ class NodeRepository:
     def _insert_many(self, table, rows: list[dict]) -> None:
         """Many rows in one executemany: one C loop on SQLite; on PostgreSQL the engine turns it
         into multi-row VALUES pages (store.make_engine: pg8000 would send a statement a row)."""
-        if rows:
-            self._core(_insert(table), rows)
+        if not rows:
+            return
+        if self.direct is not None:
+            try:
+                self.direct.insert_many(self._driver(), table, rows)
+                return
+            except NotDirect:
+                pass  # a shape it does not take: Core's way
+        self._core(_insert(table), rows)
 
     def write(self, writes: Writes) -> None:
         """Everything one transaction decided, in a few statements; the audit events are
@@ -320,7 +293,13 @@ class NodeRepository:
                 continue
             params = [{"b_key": row[0], "b_guard": row[1], **{f"b_{n}": v for n, v in zip(names, row[2:])}}
                       for row in rows]
-            self._core(_update_statement(table, key, guard, names), params)
+            self._execute_many(_update_statement(table, key, guard, names), params)
+
+    def _execute_many(self, statement, params: list[dict]) -> None:
+        if self.direct is not None:
+            self.direct.execute_many(self._driver(), statement, params)
+        else:
+            self._core(statement, params)
 
     def _update_from_values(self, table, key: str, guard: str | None, names: tuple, rows: list[tuple]) -> None:
         """One ``UPDATE ... FROM (VALUES ...)`` per page of rows, written directly for the
@@ -388,8 +367,7 @@ class NodeRepository:
                              .values(expires_at=LONG_AGO))
 
     def _locked_head(self) -> tuple[int, str]:
-        query = _HEAD_LOCKED
-        row = self._core(query).first()
+        row = self._head()
         if row is None:
             # A fresh database: make the head, racing writers included (only one insert wins;
             # every writer then waits for the lock on that one row).
@@ -398,8 +376,15 @@ class NodeRepository:
                     self._core(insert(AUDIT_HEAD).values(id=1, seq=0, hash=GENESIS_HASH))
             except IntegrityError:
                 pass
-            row = self._core(query).first()
-        return row.seq, row.hash
+            row = self._head()
+        return row["seq"], row["hash"]
+
+    def _head(self) -> dict | None:
+        if self.direct is not None:
+            rows = self.direct.fetch(self._driver(), _HEAD_LOCKED)
+            return rows[0] if rows else None
+        row = self._core(_HEAD_LOCKED).mappings().first()
+        return dict(row) if row is not None else None
 
     def append_audit_events(self, events: list[AuditEvent]) -> list[dict]:
         seq, previous = self._locked_head()
@@ -413,7 +398,7 @@ class NodeRepository:
                          "hash": digest})
             previous = digest
         self._core(_insert(AUDIT), rows)
-        self._core(_HEAD_MOVE, {"b_seq": seq, "b_hash": previous})
+        self._execute_many(_HEAD_MOVE, [{"b_seq": seq, "b_hash": previous}])
         return rows
 
     # -- audit log ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from . import migrations
+from .direct import DirectStatements
 from .repository import NodeRepository
 
 
@@ -150,6 +151,7 @@ class Store:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._turn = _WriterTurn() if self.engine.dialect.name == "sqlite" and _green() else _nothing
+        self._direct = DirectStatements(self.engine.dialect) if self.engine.dialect.name == "sqlite" else None
 
     def create_schema(self, *, office: bool = False) -> None:
         """Bring the database to this release's schema with the migrations (the office's
@@ -168,7 +170,7 @@ class Store:
             session: Session = self._sessions()
             try:
                 with session.begin():
-                    yield NodeRepository(session)
+                    yield NodeRepository(session, self._direct)
             finally:
                 session.close()
 

@@ -1,0 +1,139 @@
+"""The hot statements of the batched paths, on SQLite, run on the driver's cursor.
+
+Through SQLAlchemy Core each of them costs 80-90 µs of Python (an execution context, its
+parameter and result objects) against about 3 µs on sqlite3's own cursor, and a single call's
+transaction runs 7-11 of them (bench/README.md, fifth session). Here SQLAlchemy still writes
+the SQL: each statement is compiled once per shape for the dialect, exactly as Core would
+compile it. Values go through each column's own bind processing (``TypeEngine.bind_processor``,
+as ``NodeRepository._update_from_values`` does on PostgreSQL), Python-side scalar defaults are
+filled in as Core fills them, results go through each column's result processing, and driver
+errors come out as SQLAlchemy's (an ``IntegrityError`` stays an ``IntegrityError``).
+
+PostgreSQL keeps the Core path: there the engine turns many rows into multi-row VALUES pages.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+Processor = Callable[[Any], Any] | None
+
+
+class NotDirect(Exception):
+    """A statement of a shape this module does not run (the caller uses Core instead)."""
+
+
+def _apply(processors: tuple[Processor, ...], values: Iterable) -> tuple:
+    return tuple(value if process is None else process(value) for process, value in zip(processors, values))
+
+
+def _run(call: Callable, sql: str, parameters):
+    try:
+        return call(sql, parameters)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
+
+
+class DirectStatements:
+    """One per SQLite engine; shapes compiled on first use."""
+
+    def __init__(self, dialect: Dialect):
+        if dialect.name != "sqlite":
+            raise ValueError("direct statements are for SQLite")
+        self.dialect = dialect
+        # Per instance (not functools.lru_cache on the methods, which would keep every
+        # instance alive); keyed by the statements and tables, which live as long.
+        self._insert = functools.lru_cache(maxsize=128)(self._compile_insert)
+        self._select = functools.lru_cache(maxsize=256)(self._compile_select)
+        self._bound = functools.lru_cache(maxsize=128)(self._compile_bound)
+        self._results = functools.lru_cache(maxsize=128)(self._compile_results)
+
+    # The dialect's own form of a type (SQLite's DATETIME writes and reads its text form; a
+    # TypeDecorator wraps that), as Core processes it.
+    def _binder(self, type_) -> Processor:
+        return type_.dialect_impl(self.dialect).bind_processor(self.dialect)
+
+    def _reader(self, type_) -> Processor:
+        return type_.dialect_impl(self.dialect).result_processor(self.dialect, None)
+
+    # -- inserts ---------------------------------------------------------------------------
+    def insert_many(self, connection: sqlite3.Connection, table: Table, rows: list[dict]) -> None:
+        """``INSERT`` of ``rows`` (all with the same keys) in one executemany."""
+        names = tuple(rows[0])
+        if any(len(row) != len(names) for row in rows) or any(row.keys() != rows[0].keys() for row in rows):
+            raise NotDirect("rows with different keys")
+        sql, processors, defaults = self._insert(table, names)
+        values = [_apply(processors, [row[name] for name in names] + defaults) for row in rows]
+        _run(connection.executemany, sql, values)
+
+    def _compile_insert(self, table: Table, names: tuple) -> tuple[str, tuple, list]:
+        unknown = [name for name in names if name not in table.c]
+        if unknown:
+            raise NotDirect(f"not columns of {table.name}: {unknown}")
+        compiled = insert(table).compile(dialect=self.dialect, column_keys=list(names))
+        defaults = []
+        for column in compiled.insert_prefetch:  # Python-side defaults of the columns not given
+            if column.default is None or not column.default.is_scalar:
+                raise NotDirect(f"{table.name}.{column.key} has a default computed per row")
+            defaults.append((column.key, column.default.arg))
+        order = list(names) + [key for key, _ in defaults]
+        if list(compiled.positiontup or []) != order:
+            raise NotDirect(f"unexpected parameters {compiled.positiontup} for {order}")
+        processors = tuple(self._binder(table.c[key].type) for key in order)
+        return compiled.string, processors, [value for _, value in defaults]
+
+    # -- selects by ids -------------------------------------------------------------------
+    def rows_by(self, connection: sqlite3.Connection, table: Table, key: str, ids: list[str],
+                columns: tuple) -> list[dict]:
+        """``SELECT columns FROM table WHERE key IN (ids)`` as dicts (SQLite takes no row locks:
+        its writer holds the database, BEGIN IMMEDIATE)."""
+        sql, key_processor, results = self._select(table, key, columns, len(ids))
+        parameters = tuple(ids) if key_processor is None else tuple(key_processor(i) for i in ids)
+        rows = _run(connection.execute, sql, parameters).fetchall()
+        return [{name: value if process is None else process(value)
+                 for (name, process), value in zip(results, row)} for row in rows]
+
+    def _compile_select(self, table: Table, key: str, columns: tuple, count: int):
+        base = select(*[table.c[name] for name in columns]).compile(dialect=self.dialect).string
+        quoted = self.dialect.identifier_preparer.quote
+        sql = f"{base} \nWHERE {quoted(table.name)}.{quoted(key)} IN ({', '.join('?' * count)})"
+        results = tuple((name, self._reader(table.c[name].type)) for name in columns)
+        return sql, self._binder(table.c[key].type), results
+
+    # -- statements of bound parameters (UPDATEs, the audit head) ---------------------------
+    def execute_many(self, connection: sqlite3.Connection, statement, parameters: list[dict]) -> None:
+        """``statement`` once for each parameter set, in one executemany."""
+        sql, names, processors, constants = self._bound(statement)
+        _run(connection.executemany, sql, [_apply(processors, [p[n] if n not in constants else constants[n]
+                                                                for n in names]) for p in parameters])
+
+    def fetch(self, connection: sqlite3.Connection, statement, parameters: dict | None = None) -> list[dict]:
+        """The rows of a SELECT of bound parameters, as dicts by column name."""
+        sql, names, processors, constants = self._bound(statement)
+        values = _apply(processors, [constants[n] if n in constants else parameters[n] for n in names])
+        rows = _run(connection.execute, sql, values).fetchall()
+        results = self._results(statement)
+        return [{name: value if process is None else process(value)
+                 for (name, process), value in zip(results, row)} for row in rows]
+
+    def _compile_bound(self, statement) -> tuple[str, tuple, tuple, dict]:
+        """SQL, parameter names in order, their bind processing (from the types SQLAlchemy gave
+        them: a column's, when compared with or assigned to one), and the values of the
+        literals the statement holds (``id == 1``)."""
+        compiled = statement.compile(dialect=self.dialect)
+        names = tuple(compiled.positiontup or ())
+        if any(bind.expanding for bind in compiled.binds.values()):
+            raise NotDirect("expanding parameters")
+        constants = {name: bind.value for name, bind in compiled.binds.items()
+                     if not bind.required and bind.callable is None and name in names and bind.value is not None}
+        processors = tuple(self._binder(compiled.binds[name].type) for name in names)
+        return compiled.string, names, processors, constants
+
+    def _compile_results(self, statement) -> tuple:
+        return tuple((column.key, self._reader(column.type)) for column in statement.selected_columns)
