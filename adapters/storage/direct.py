@@ -65,9 +65,10 @@ class DirectStatements:
     # -- inserts ---------------------------------------------------------------------------
     def insert_many(self, connection: sqlite3.Connection, table: Table, rows: list[dict]) -> None:
         """``INSERT`` of ``rows`` (all with the same keys) in one executemany."""
-        names = tuple(rows[0])
-        if any(len(row) != len(names) for row in rows) or any(row.keys() != rows[0].keys() for row in rows):
+        first = rows[0].keys()
+        if any(row.keys() != first for row in rows):
             raise NotDirect("rows with different keys")
+        names = tuple(first)
         sql, processors, defaults = self._insert(table, names)
         values = [_apply(processors, [row[name] for name in names] + defaults) for row in rows]
         _run(connection.executemany, sql, values)

@@ -83,6 +83,7 @@ class NodeRepository:
         self.session = session
         # SQLite: the hot statements on the driver's cursor (adapters/storage/direct.py).
         self.direct = direct
+        self._dbapi_connection = None
 
     # -- messages ------------------------------------------------------------------
     def message(self, message_id: str) -> Message | None:
@@ -138,22 +139,24 @@ class NodeRepository:
         return self.session.connection().execute(statement, parameters)
 
     def _driver(self):
-        """The transaction's own sqlite3 connection (BEGIN IMMEDIATE already issued on it)."""
-        return self.session.connection().connection.dbapi_connection
+        """The transaction's own sqlite3 connection (BEGIN IMMEDIATE already issued on it);
+        one repository serves one transaction, so it is looked up once."""
+        if self._dbapi_connection is None:
+            self._dbapi_connection = self.session.connection().connection.dbapi_connection
+        return self._dbapi_connection
 
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
         found = {}
         if for_update:
             ids = sorted(set(ids))  # one lock order for every transaction
-        if self.direct is not None:
-            for chunk in _chunks(ids):
-                for row in self.direct.rows_by(self._driver(), table, key, chunk, tuple(columns)):
-                    found[row[key]] = row
-            return found
-        query = _rows_query(table, key, tuple(columns), for_update)
+        columns = tuple(columns)
         for chunk in _chunks(ids):
-            for row in self._core(query, {"ids": chunk}).mappings():
-                found[row[key]] = dict(row)
+            if self.direct is not None:
+                rows = self.direct.rows_by(self._driver(), table, key, chunk, columns)
+            else:
+                rows = map(dict, self._core(_rows_query(table, key, columns, for_update), {"ids": chunk}).mappings())
+            for row in rows:
+                found[row[key]] = row
         return found
 
     def inbox_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
