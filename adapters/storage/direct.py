@@ -33,6 +33,24 @@ def _apply(processors: tuple[Processor, ...], values: Iterable) -> tuple:
     return tuple(value if process is None else process(value) for process, value in zip(processors, values))
 
 
+def _remembered(compile_shape: Callable, maxsize: int) -> Callable:
+    """``compile_shape`` cached per shape, its refusals too (a shape refused once goes to Core
+    at once, not compiled again for every transaction)."""
+    @functools.lru_cache(maxsize=maxsize)
+    def outcome(*shape):
+        try:
+            return True, compile_shape(*shape)
+        except NotDirect as refusal:
+            return False, refusal
+
+    def compiled(*shape):
+        taken, value = outcome(*shape)
+        if not taken:
+            raise NotDirect(*value.args)
+        return value
+    return compiled
+
+
 def _run(call: Callable, sql: str, parameters):
     try:
         return call(sql, parameters)
@@ -49,10 +67,10 @@ class DirectStatements:
         self.dialect = dialect
         # Per instance (not functools.lru_cache on the methods, which would keep every
         # instance alive); keyed by the statements and tables, which live as long.
-        self._insert = functools.lru_cache(maxsize=128)(self._compile_insert)
-        self._select = functools.lru_cache(maxsize=256)(self._compile_select)
-        self._bound = functools.lru_cache(maxsize=128)(self._compile_bound)
-        self._results = functools.lru_cache(maxsize=128)(self._compile_results)
+        self._insert = _remembered(self._compile_insert, 128)
+        self._select = _remembered(self._compile_select, 256)
+        self._bound = _remembered(self._compile_bound, 128)
+        self._results = _remembered(self._compile_results, 128)
 
     # The dialect's own form of a type (SQLite's DATETIME writes and reads its text form; a
     # TypeDecorator wraps that), as Core processes it.
@@ -69,25 +87,28 @@ class DirectStatements:
         if any(row.keys() != first for row in rows):
             raise NotDirect("rows with different keys")
         names = tuple(first)
-        sql, processors, defaults = self._insert(table, names)
-        values = [_apply(processors, [row[name] for name in names] + defaults) for row in rows]
+        sql, processors, slots = self._insert(table, names)
+        values = [_apply(processors, [row[key] if given else value for key, given, value in slots]) for row in rows]
         _run(connection.executemany, sql, values)
 
-    def _compile_insert(self, table: Table, names: tuple) -> tuple[str, tuple, list]:
+    def _compile_insert(self, table: Table, names: tuple) -> tuple[str, tuple, tuple]:
+        """SQL, each parameter's bind processing, and its slot in the compiled order
+        (``(key, given, default)``: a row's value when given, else the column's scalar default)."""
         unknown = [name for name in names if name not in table.c]
         if unknown:
             raise NotDirect(f"not columns of {table.name}: {unknown}")
         compiled = insert(table).compile(dialect=self.dialect, column_keys=list(names))
-        defaults = []
+        defaults = {}
         for column in compiled.insert_prefetch:  # Python-side defaults of the columns not given
             if column.default is None or not column.default.is_scalar:
                 raise NotDirect(f"{table.name}.{column.key} has a default computed per row")
-            defaults.append((column.key, column.default.arg))
-        order = list(names) + [key for key, _ in defaults]
-        if list(compiled.positiontup or []) != order:
-            raise NotDirect(f"unexpected parameters {compiled.positiontup} for {order}")
+            defaults[column.key] = column.default.arg
+        order = list(compiled.positiontup or [])  # the table's column order, not the rows'
+        if sorted(order) != sorted([*names, *defaults]):
+            raise NotDirect(f"unexpected parameters {order} for {[*names, *defaults]}")
         processors = tuple(self._binder(table.c[key].type) for key in order)
-        return compiled.string, processors, [value for _, value in defaults]
+        slots = tuple((key, key not in defaults, defaults.get(key)) for key in order)
+        return compiled.string, processors, slots
 
     # -- selects by ids -------------------------------------------------------------------
     def rows_by(self, connection: sqlite3.Connection, table: Table, key: str, ids: list[str],
