@@ -49,10 +49,6 @@ NOT_TAKEN = "not_taken"
 
 EVENTS = (CONFIRMED, RECEIPTED_EVENT, GAVE_UP, RETRIED, ANSWER_AGAIN, HANDED_OVER, NOT_TAKEN, RESEND_MISSING)
 
-# States from which a message is due for publication when its next_attempt_at has come.
-DUE_STATES = (PENDING, PUBLISHED)
-
-
 class DeliveryTransitionError(DomainError):
     rule = rules.DELIVERY_TRANSITION
 

@@ -108,8 +108,9 @@ def committed_row(signed, *, needs_receipt: bool) -> dict:
     """What the relay needs of a message a running node has just committed as handed over
     (sending.record_outbound): publishing it needs no read of the database."""
     envelope = signed.envelope
+    step = d.transition(d.HANDED_OVER, d.PENDING, needs_receipt)
     return {"message_id": signed.message_id, "routing_key": f"{envelope['recipient']}.{envelope['kind']}",
-            "state": d.next_delivery_state(d.HANDED_OVER, d.PENDING, needs_receipt), "attempts": 1,
+            "state": step.to, "attempts": int(step.publication),
             "needs_receipt": needs_receipt, "raw": signed.raw, "referral_id": envelope["referral_id"],
             "kind": envelope["kind"], "recipient": envelope["recipient"]}
 
@@ -198,7 +199,7 @@ def _record(ctx: NodeContext, due: list[dict], failures: Mapping[str, PublishFai
         step = d.transition(d.CONFIRMED, row["state"], row["needs_receipt"])
         if step is None:  # pragma: no cover - due rows are always pending or published
             continue
-        attempts = row["attempts"] + 1
+        attempts = row["attempts"] + int(step.publication)
         confirmed.append({"b_message_id": message_id, "b_expected": row["state"], "state": step.to,
                           "attempts": attempts, "last_published_at": now, "last_error": None,
                           "next_attempt_at": ctx.policy.next_resend(now, attempts) if row["needs_receipt"] else now})
