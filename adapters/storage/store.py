@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,13 +96,40 @@ def _memoize_pg8000_paramstyle() -> None:
             return original(style, query, args)
         statement = cache.get(query)
         if statement is None:
-            statement, _ = original(style, query, args)
+            statement = _plain_format_to_numeric(query)
+            if statement is None:
+                statement, _ = original(style, query, args)
             if len(cache) >= 2048:
                 cache.clear()
             cache[query] = statement
         return statement, args
     convert_paramstyle.memoized = True
     legacy.convert_paramstyle = convert_paramstyle
+
+
+_FORMAT_MARKS = re.compile(r"%%|%s")
+# Where pg8000's scanner enters strings, comments or dollar quotes.
+_NOT_PLAIN = re.compile(r"['$-]|/\*")
+
+
+def _plain_format_to_numeric(query: str) -> str | None:
+    """pg8000's rewrite of a statement without strings, comments or dollar quotes, in one
+    regular expression instead of a loop over its characters (a batch's multi-row VALUES
+    statement has a new text for each number of rows). None for any other statement, for a
+    ``%`` inside a quoted name, or a ``%`` pg8000 refuses: its own scanner takes those."""
+    if _NOT_PLAIN.search(query) or "%" in _FORMAT_MARKS.sub("", query):
+        return None
+    names = query.split('"')  # the odd pieces are inside quoted names, copied as they are
+    if len(names) % 2 == 0 or any("%" in name for name in names[1::2]):
+        return None
+    if "%%" not in query:  # the common case: placeholders only
+        pieces = query.split("%s")
+        numbered = [pieces[0]]
+        for number, piece in enumerate(pieces[1:], 1):
+            numbered += ("$", str(number), piece)
+        return "".join(numbered)
+    numbers = itertools.count(1)
+    return _FORMAT_MARKS.sub(lambda mark: "%" if mark.group() == "%%" else f"${next(numbers)}", query)
 
 
 def _green() -> bool:
