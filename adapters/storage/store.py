@@ -114,8 +114,8 @@ _NOT_PLAIN = re.compile(r"['$-]|/\*")
 
 def _plain_format_to_numeric(query: str) -> str | None:
     """pg8000's rewrite of a statement without strings, comments or dollar quotes, in one
-    regular expression instead of a loop over its characters (a batch's multi-row VALUES
-    statement has a new text for each number of rows). None for any other statement, for a
+    pass over its placeholders instead of a loop over its characters (a batch's multi-row
+    VALUES statement has a new text for each number of rows). None for any other statement, for a
     ``%`` inside a quoted name, or a ``%`` pg8000 refuses: its own scanner takes those."""
     if _NOT_PLAIN.search(query) or "%" in _FORMAT_MARKS.sub("", query):
         return None

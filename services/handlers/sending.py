@@ -109,9 +109,10 @@ def record_outbound(writes: Writes, signed: SignedMessage, now, *, needs_receipt
     row = outbox_row(signed.envelope, needs_receipt=needs_receipt, now=now)
     status = PENDING
     if ctx is not None and ctx.publishes_at_once:
-        row["state"] = d.next_delivery_state(d.HANDED_OVER, d.PENDING, needs_receipt)
-        row.update(attempts=1, last_published_at=now,
-                   next_attempt_at=ctx.policy.next_resend(now, 1) if needs_receipt else now)
+        step = d.transition(d.HANDED_OVER, d.PENDING, needs_receipt)
+        attempts = int(step.publication)
+        row.update(state=step.to, attempts=attempts, last_published_at=now,
+                   next_attempt_at=ctx.policy.next_resend(now, attempts) if needs_receipt else now)
         status = d.message_status_after(d.HANDED_OVER, PENDING, needs_receipt=needs_receipt)
     writes.messages.append(message_row(signed.envelope, signed.raw, direction=OUTBOUND, stored_at=now,
                                        status=status, body=signed.plain_body, sha256=signed.sha256))
