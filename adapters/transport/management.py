@@ -33,6 +33,7 @@ class SetupReport:
     kept: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)   # what the plan no longer names but that holds messages
 
 
 class ManagementApi:
@@ -111,16 +112,52 @@ class ManagementApi:
         for topic in plan.topic_permissions:
             self.put(f"/topic-permissions/{_q(topic.vhost)}/{_q(topic.user)}",
                      {"exchange": topic.exchange, "write": topic.write, "read": topic.read})
+        self._revoke_stale_accounts(plan, report)
         for exchange in plan.exchanges:
             self.put(f"/exchanges/{_q(exchange.vhost)}/{_q(exchange.name)}",
                      {"type": exchange.type, "durable": True, "auto_delete": False, "internal": False,
                       "arguments": {}})
         for queue in plan.queues:
             self._ensure_queue(queue, report)
+        self._report_stale_queues(plan, report)
         if not keep_admin_access:
             for vhost in plan.vhosts:
                 self.delete(f"/permissions/{_q(vhost)}/{_q(self.user)}")
         return report
+
+    def _revoke_stale_accounts(self, plan: BrokerPlan, report: SetupReport) -> None:
+        """Nothing the configuration does not name keeps rights on the bus: an account of
+        cluebus's naming for an agency taken out of AGENCIES is deleted with its control
+        account; any other account (made by hand) loses its rights on the bus virtual host."""
+        named = {p.user for p in plan.permissions if p.vhost == plan.bus_vhost} | {self.user}
+        for permission in self.get(f"/vhosts/{_q(plan.bus_vhost)}/permissions") or []:
+            user = permission["user"]
+            if user in named:
+                continue
+            agency = plan.former_agency(user)
+            if agency is None:
+                self.delete(f"/permissions/{_q(plan.bus_vhost)}/{_q(user)}")
+                self.delete(f"/topic-permissions/{_q(plan.bus_vhost)}/{_q(user)}")
+                report.removed.append(f"{user}'s rights on {plan.bus_vhost} (an account the configuration does not name)")
+                continue
+            for stale in (user, plan.names.control_user(agency)):
+                if self.get(f"/users/{_q(stale)}", allow=(404,)) is not None:
+                    self.delete(f"/users/{_q(stale)}")
+                    report.removed.append(f"user {stale} ({agency} is no longer in AGENCIES)")
+            control_vhost = plan.names.control_vhost(agency)
+            if control_vhost != plan.bus_vhost and self.get(f"/vhosts/{_q(control_vhost)}", allow=(404,)) is not None:
+                report.left.append(f"virtual host {control_vhost} ({agency}'s control plane; nobody can log in "
+                                   f"to it now: delete it when its data is no longer wanted)")
+
+    def _report_stale_queues(self, plan: BrokerPlan, report: SetupReport) -> None:
+        """Queues on the bus that the plan no longer names (a former agency's) are left as they
+        are, since deleting one would lose its messages; the report says what they hold."""
+        planned = {queue.name for queue in plan.queues if queue.vhost == plan.bus_vhost}
+        for queue in self.get(f"/queues/{_q(plan.bus_vhost)}") or []:
+            if queue["name"] not in planned and not queue.get("exclusive") and not queue["name"].startswith("amq."):
+                held = queue.get("messages")
+                report.left.append(f"queue {queue['name']} ({'?' if held is None else held} messages; no agency "
+                                   f"in AGENCIES reads it: drain and delete it, see docs/operations.md)")
 
     def _ensure_queue(self, queue, report: SetupReport) -> None:
         path = f"/queues/{_q(queue.vhost)}/{_q(queue.name)}"

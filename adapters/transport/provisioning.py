@@ -119,6 +119,18 @@ class BrokerPlan:
     exchanges: list[ExchangeSpec]
     queues: list[QueueSpec]
     agencies: list[str] = field(default_factory=list)
+    names: BrokerNames | None = None   # how accounts are named: which stale ones are ours
+
+    def former_agency(self, bus_user: str) -> str | None:
+        """The agency that ``bus_user`` (an account on the bus virtual host) was made for by an
+        earlier plan and that this plan no longer names, or None (it is in the plan, or is not
+        an account of cluebus's naming)."""
+        if self.names is None or not self.names.user_prefix or not bus_user.startswith(self.names.user_prefix):
+            return None
+        agency = bus_user[len(self.names.user_prefix):]
+        if not agency or agency.endswith(".control") or agency == OPERATOR or agency in self.agencies:
+            return None
+        return agency
 
     @property
     def vhosts(self) -> list[str]:
@@ -143,7 +155,7 @@ def build_plan(topology: Topology, routes: RouteTable, names: BrokerNames) -> Br
     vhost = names.bus_vhost
     plan = BrokerPlan(bus_vhost=vhost, control_vhosts={a: names.control_vhost(a) for a in agencies},
                       accounts=[], permissions=[], topic_permissions=[], exchanges=[], queues=[],
-                      agencies=agencies)
+                      agencies=agencies, names=names)
     plan.exchanges = [ExchangeSpec(vhost, topology.exchange_name),
                       ExchangeSpec(vhost, topology.dead_letter_exchange_name)]
     for agency in agencies:

@@ -66,6 +66,8 @@ def run_setup(args: argparse.Namespace) -> int:
         print(f"  created {line}")
     for line in report.removed:
         print(f"  removed {line}")
+    for line in report.left:
+        print(f"  left {line}")
     if args.rotate:
         print("  every account has a new password")
     print(f"credentials: {settings.credential_store(config).path}/<agency>.json (mode 0600); "

@@ -98,3 +98,38 @@ def test_a_node_without_a_provisioned_bus_says_what_to_do(fresh):
     provisioning.credentials_for_plan(fresh, settings.broker_plan(fresh))  # credentials, but no broker setup
     with pytest.raises(BrokerUnreachable, match="cluebus broker setup"):
         check_bus(fresh, "court")
+
+
+def test_an_agency_taken_out_of_the_configuration_loses_its_accounts(fresh, capsys):
+    provisioning.setup(fresh)
+    check_bus(fresh, "finance")
+    finance_uri = settings.bus_uri(fresh, "finance")
+    api = ManagementApi(MANAGEMENT_URI)
+    names = settings.broker_names(fresh)
+    # A hand-made account with rights on the bus: the configuration does not name it either.
+    stranger = f"stranger-{uuid.uuid4().hex[:10]}"
+    api.put(f"/users/{stranger}", {"password": "pw", "tags": ""})
+    bus_vhost = names.bus_vhost.replace("/", "%2F")
+    api.put(f"/permissions/{bus_vhost}/{stranger}", {"configure": "", "write": ".*", "read": ".*"})
+    try:
+        smaller = {**fresh, c.AGENCIES: {k: v for k, v in fresh[c.AGENCIES].items() if k != "finance"}}
+        _, report = provisioning.setup(smaller)
+        assert f"user {names.bus_user('finance')} (finance is no longer in AGENCIES)" in report.removed
+        assert f"user {names.control_user('finance')} (finance is no longer in AGENCIES)" in report.removed
+        assert any(line.startswith(f"{stranger}'s rights on") for line in report.removed)
+        assert api.get(f"/users/{names.bus_user('finance')}", allow=(404,)) is None
+        assert {p["user"] for p in api.get(f"/vhosts/{bus_vhost}/permissions")} == \
+            {names.bus_user(a) for a in smaller[c.AGENCIES]} | {names.bus_user("bus_operator")}
+        from kombu import Connection
+        with pytest.raises(AccessRefused):
+            Connection(finance_uri, connect_timeout=5).ensure_connection(max_retries=1)
+        # Its queues keep what they hold, and are named so the operator can drain them.
+        assert any(line.startswith("queue cluebus.finance ") for line in report.left)
+        for agency in smaller[c.AGENCIES]:
+            check_bus(smaller, agency)
+        # Again: nothing more to take away.
+        _, again = provisioning.setup(smaller)
+        assert again.removed == []
+    finally:
+        api.delete(f"/users/{stranger}")
+        api.delete(f"/vhosts/{names.control_vhost('finance').replace('/', '%2F')}")

@@ -231,3 +231,21 @@ def test_the_quorum_group_size_is_the_brokers_unless_configured(tmp_path, plan):
     config = c.load_config(environ={"CLUEBUS_CREDENTIALS_DIR": str(tmp_path / "credentials"),
                                     "CLUEBUS_QUORUM_GROUP_SIZE": "3"})
     assert all(q.arguments["x-quorum-initial-group-size"] == 3 for q in settings.broker_plan(config).queues)
+
+
+def test_a_former_agency_is_recognised_by_its_bus_account_name_alone(plan):
+    prefix = plan.names.user_prefix
+    assert plan.former_agency(f"{prefix}tax_bureau") == "tax_bureau"
+    # Not former: a configured agency, the bus operator, a control account, someone else's name.
+    assert plan.former_agency(f"{prefix}court") is None
+    assert plan.former_agency(f"{prefix}bus_operator") is None
+    assert plan.former_agency(f"{prefix}tax_bureau.control") is None
+    assert plan.former_agency("monitoring") is None
+    assert plan.former_agency(prefix) is None
+
+
+def test_without_a_user_prefix_no_account_is_taken_for_a_former_agencys(config):
+    config[c.BROKER][c.USER_PREFIX] = ""
+    plan = settings.broker_plan(config)
+    assert plan.former_agency("guest") is None
+    assert plan.former_agency("tax_bureau") is None
