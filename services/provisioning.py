@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from adapters.transport.credentials import AgencyCredentials, BrokerAccount, CredentialsError
-from adapters.transport.management import ManagementApi, SetupReport
+from adapters.transport import uris
+from adapters.transport.management import ManagementApi, ManagementError, SetupReport
 from adapters.transport.provisioning import OPERATOR, BrokerPlan, definitions
 
 from . import config as c
@@ -42,8 +43,26 @@ def credentials_for_plan(config: Mapping, plan: BrokerPlan, *, rotate: bool = Fa
     return result
 
 
+def check_one_broker(config: Mapping) -> None:
+    """The plan puts both planes on one broker (the one behind ADMIN_URI): refuse a
+    CONTROL_URI on other hosts than BUS_URI's rather than make its virtual hosts on the wrong
+    broker. With BROKER.ADDRESSES both planes use those addresses, so they agree."""
+    if settings.broker_hosts(config):
+        return
+    broker = config[c.BROKER]
+    bus = sorted({uris.host_port(a) for a in uris.addresses(str(broker[c.BUS_URI]))})
+    control = sorted({uris.host_port(a) for a in uris.addresses(str(broker[c.CONTROL_URI]))})
+    if bus != control:
+        shown = lambda hosts: ", ".join(f"{h}:{p}" for h, p in hosts)  # noqa: E731
+        raise ManagementError(
+            f"BROKER.CONTROL_URI is on {shown(control)} but BUS_URI on {shown(bus)}: broker setup provisions "
+            f"both planes on the one broker behind ADMIN_URI; put both URIs on that broker (or list its "
+            f"members in BROKER.ADDRESSES)")
+
+
 def setup(config: Mapping, admin_uri: str | None = None, *, rotate: bool = False,
           keep_admin_access: bool = False) -> tuple[BrokerPlan, SetupReport]:
+    check_one_broker(config)
     plan = settings.broker_plan(config)
     credentials = credentials_for_plan(config, plan, rotate=rotate)
     api = ManagementApi(admin_uri or config[c.BROKER][c.ADMIN_URI])
@@ -51,6 +70,7 @@ def setup(config: Mapping, admin_uri: str | None = None, *, rotate: bool = False
 
 
 def definitions_document(config: Mapping) -> dict:
+    check_one_broker(config)
     plan = settings.broker_plan(config)
     return definitions(plan, credentials_for_plan(config, plan))
 

@@ -249,3 +249,15 @@ def test_without_a_user_prefix_no_account_is_taken_for_a_former_agencys(config):
     plan = settings.broker_plan(config)
     assert plan.former_agency("guest") is None
     assert plan.former_agency("tax_bureau") is None
+
+
+def test_setup_refuses_a_control_plane_on_another_broker_than_the_bus(config):
+    from adapters.transport.management import ManagementError
+    config[c.BROKER][c.CONTROL_URI] = "amqp://10.0.0.9:5672/cluebus.{agency}.control"
+    with pytest.raises(ManagementError, match=r"CONTROL_URI is on 10\.0\.0\.9:5672 but BUS_URI on 127\.0\.0\.1:5672"):
+        provisioning.setup(config, "http://guest:guest@127.0.0.1:1/")
+    with pytest.raises(ManagementError, match="one broker"):
+        provisioning.definitions_document(config)
+    # A cluster's members listed once serve both planes.
+    config[c.BROKER][c.ADDRESSES] = "10.0.0.9:5672"
+    provisioning.check_one_broker(config)
