@@ -19,6 +19,7 @@ from . import config as c
 from .handlers.context import DeliveryPolicy
 from .protocol.compose import Composer
 from .protocol.verify import Verifier
+from .roles import Action, load_roles
 
 
 def topology(config: Mapping) -> Topology:
@@ -84,6 +85,11 @@ def delivery_policy(config: Mapping) -> DeliveryPolicy:
 
 def route_table(config: Mapping) -> RouteTable:
     return RouteTable.load(config.get(c.ROUTES_FILE) or None).restricted_to(c.agency_codes(config))
+
+
+def role_actions(config: Mapping) -> dict[str, tuple[Action, ...]]:
+    """Each configured agency's actions (its role RPCs), from ROLES_FILE."""
+    return load_roles(config.get(c.ROLES_FILE) or None, c.agency_codes(config))
 
 
 def key_directory(config: Mapping) -> KeyDirectory:

@@ -22,7 +22,7 @@ from services.importer.mapping import Defaults, RowMapper
 from services.importer.plan import plan
 from services.importer.reading import read_table
 from services.importer.sending import ALREADY_SENT, FAILED, REFUSED, SENT, VALID, Outcome, refused, send_rows
-from services.nodes.roles import ROLE_ACTIONS
+from services.roles import refer_action
 
 from .errors import CommandError
 from .running_node import require_running_node
@@ -59,7 +59,7 @@ def import_file(args) -> int:
     config = c.load_config(args.config)
     if args.agency not in c.agency_codes(config):
         raise CommandError(f"{args.agency!r} is not a configured agency ({', '.join(c.agency_codes(config))})")
-    recipient = _recipient(config, args.agency, args.recipient)
+    recipient, method = _recipient(config, args.agency, args.recipient)
     settings_ = config.get(c.IMPORT) or {}
     zone = _zone(settings_.get(c.TIMEZONE) or "Asia/Shanghai")
     path = Path(args.file)
@@ -80,7 +80,7 @@ def import_file(args) -> int:
     if args.dry_run:
         outcomes += [Outcome(row.row_number, row.record_no, VALID) for row in valid]
     elif valid:
-        outcomes += _send(config, args.agency, valid, settings_)
+        outcomes += _send(config, args.agency, method, valid, settings_)
     outcomes.sort(key=lambda outcome: outcome.row_number)
     if args.report:
         report.write_csv(outcomes, Path(args.report))
@@ -92,15 +92,16 @@ def import_file(args) -> int:
     return 0 if all(outcome.outcome in wanted for outcome in outcomes) else ROWS_REFUSED
 
 
-def _recipient(config, agency: str, chosen: str | None) -> str:
-    refer = [action for action in ROLE_ACTIONS.get(agency, ()) if action.name == "refer_clue"]
-    if not refer or not refer[0].recipients:
-        raise CommandError(f"{agency} does not refer clues: nothing to import as it")
-    recipient = chosen or refer[0].recipients[0]
+def _recipient(config, agency: str, chosen: str | None) -> tuple[str, str]:
+    """The recipient of the rows, and the node's RPC that refers many clues (``<refer action>s``)."""
+    refer = refer_action(settings.role_actions(config).get(agency, ()))
+    if refer is None:
+        raise CommandError(f"{agency} does not refer clues (no refer action in ROLES_FILE): nothing to import as it")
+    recipient = chosen or refer.recipients[0]
     if recipient not in c.agency_codes(config) or not settings.route_table(config).allows(CLUE_TRANSFER, agency,
                                                                                           recipient):
         raise CommandError(f"{agency} may not send clue transfers to {recipient!r} (schemas/routes.yaml)")
-    return recipient
+    return recipient, f"{refer.name}s"
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -125,7 +126,7 @@ def _defaults(args, zone: ZoneInfo) -> Defaults:
 
 
 # -- sending through the running node ------------------------------------------------------------
-def _send(config, agency: str, rows, settings_) -> list[Outcome]:
+def _send(config, agency: str, method: str, rows, settings_) -> list[Outcome]:
     clients = ControlClients(config, [agency], timeout=CALL_TIMEOUT_SECONDS)
     started = time.monotonic()
     counted = dict.fromkeys((SENT, ALREADY_SENT, REFUSED, FAILED), 0)
@@ -138,14 +139,14 @@ def _send(config, agency: str, rows, settings_) -> list[Outcome]:
                                              f"{counted[REFUSED]} refused, {rate:.0f} rows/s")
 
     def failed(error: Exception) -> None:
-        print(f"cluebus: a refer_clues call failed ({error.__class__.__name__}: {error}); calling again with the "
+        print(f"cluebus: a {method} call failed ({error.__class__.__name__}: {error}); calling again with the "
               f"same row keys", file=sys.stderr)
         if not isinstance(error, (RemoteError, RpcTimeout)):
             clients.close()  # the connection is gone: the next call opens a new one
 
     try:
         with Progress("sending", total=len(rows)) as progress:
-            return send_rows(rows, lambda clues: clients[agency].refer_clues.call_async(clues),
+            return send_rows(rows, lambda clues: getattr(clients[agency], method).call_async(clues),
                              chunk_size=int(settings_.get(c.CHUNK_ROWS, 200)),
                              in_flight=int(settings_.get(c.CALLS_IN_FLIGHT, 3)),
                              on_failure=failed, on_answered=answered)

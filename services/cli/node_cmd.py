@@ -31,7 +31,7 @@ from services import settings
 from services.domain.exceptions import DomainError
 from services.handlers import queries, receiving, relay, workflows
 from services.handlers.relay_lease import RelayLease
-from services.nodes.roles import ROLE_ACTIONS
+from services.roles import refer_action
 from services.office.accounts import AccountsError, accounts_file, refuse_exposed_without_accounts
 from services.protocol.exceptions import ComposeError
 from adapters.transport import dead_letters
@@ -310,8 +310,10 @@ def send_message(args: argparse.Namespace) -> int:
         sent = _acting(lambda: workflows.follow_up(ctx, args.referral, args.kind, body, [args.recipient], seal=seal,
                                                    request=request))
     elif args.kind == CLUE_TRANSFER:
-        recipient = args.recipient or _usual_recipient(args.agency)
-        sent = _acting(lambda: workflows.refer_clue(ctx, body, recipient, seal=seal, request=request))
+        refer = _refer_action(config, args.agency)
+        recipient = args.recipient or refer.recipients[0]
+        sent = _acting(lambda: workflows.refer_clue(ctx, body, recipient, copy_to=refer.copy_to, seal=seal,
+                                                    request=request))
     else:
         if not args.recipient:
             raise CommandError(f"--to is required for {args.kind}")
@@ -372,11 +374,12 @@ def _sealing(config, choice: bool | None) -> bool:
     return bool(config[c.DELIVERY][c.SEAL_BODIES]) if choice is None else choice
 
 
-def _usual_recipient(agency: str) -> str:
-    for action in ROLE_ACTIONS.get(agency, ()):
-        if action.name == "refer_clue" and action.recipients:
-            return action.recipients[0]
-    raise CommandError(f"{agency} has no usual recipient for clues; give --to")
+def _refer_action(config, agency: str):
+    """The agency's refer action (ROLES_FILE): its usual recipient and the copy target."""
+    action = refer_action(settings.role_actions(config).get(agency, ()))
+    if action is None:
+        raise CommandError(f"{agency} has no refer action in ROLES_FILE: it does not transfer clues")
+    return action
 
 
 def answer_message(args: argparse.Namespace) -> int:

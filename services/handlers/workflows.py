@@ -19,7 +19,6 @@ from .requests import Request, Sent
 from .sending import Call, OutgoingBatch, Refused, staged_many
 
 SUSPECTED_CRIME = "suspected_crime"
-PROCURATORATE = "procuratorate"
 
 
 def run(ctx: NodeContext, call: Call) -> Sent:
@@ -39,10 +38,11 @@ def start_call(kind: str, recipient: str, body: Mapping, *, seal: bool = False, 
     return Call(stage, referral_id, request)
 
 
-def refer_clue_call(body: Mapping, recipient: str, *, seal: bool = False, copy_to: str | None = PROCURATORATE,
+def refer_clue_call(body: Mapping, recipient: str, *, copy_to: str | None, seal: bool = False,
                     referral_id: str | None = None, request: Request | None = None) -> Call:
-    """Transfer a clue; a suspected-crime clue is copied to the procuratorate in the same
-    transaction (抄送同级人民检察院), so there is never a transfer without its copy."""
+    """Transfer a clue; a suspected-crime clue is copied to ``copy_to`` (the agency's refer
+    action's, ROLES_FILE: the procuratorate) in the same transaction (抄送同级人民检察院), so
+    there is never a transfer without its copy. ``copy_to`` None: no copy."""
     def stage(batch: OutgoingBatch) -> None:
         transfer = batch.stage(CLUE_TRANSFER, recipient, body, seal=seal)
         if body.get("category") == SUSPECTED_CRIME and copy_to:
@@ -102,7 +102,7 @@ class ClueItem:
     request: Request | None = None
 
 
-def clue_calls(items: list[ClueItem], *, seal: bool = False, copy_to: str | None = PROCURATORATE) -> list[Call]:
+def clue_calls(items: list[ClueItem], *, copy_to: str | None, seal: bool = False) -> list[Call]:
     return [refer_clue_call(item.body, item.recipient, seal=seal, copy_to=copy_to, request=item.request)
             for item in items]
 

@@ -10,20 +10,21 @@ from nameko.timer import timer
 from services import config as c
 from services import settings
 from services.handlers import workflows
+from services.roles import FOLLOW_UP, REFER, REPLY, START, Action, RolesError
 
 from .base import CALLER_ERRORS, AgencyNode
 from .dependencies import Clock
 from .entrypoints import (BATCH_SIZE_KEY, BUS_CONNECTION_KEY, BUS_USER_KEY, BUS_USERS_KEY, consume_envelopes,
                           control_rpc)
 from .probes import node_routes
-from .roles import FOLLOW_UP, REFER, REPLY, ROLE_ACTIONS, START, Action
+
 
 
 def _role_method(action: Action):
     if action.mode == REFER:
         def method(self, body, recipient=None, seal=None, request_id=None):
             recipient = recipient or action.recipients[0]
-            return self._run(workflows.refer_clue_call(body, recipient, seal=self._seal(seal),
+            return self._run(workflows.refer_clue_call(body, recipient, seal=self._seal(seal), copy_to=action.copy_to,
                                                        request=self._request(action.name, request_id)))
     elif action.mode == START:
         def method(self, body, recipient=None, seal=None, request_id=None):
@@ -56,7 +57,7 @@ def _many_method(action: Action):
         items = [workflows.ClueItem(clue["body"], clue.get("recipient") or action.recipients[0],
                                     self._request(action.name, clue.get("request_id")) if clue.get("request_id")
                                     else None) for clue in clues]
-        return self._run_many(workflows.clue_calls(items, seal=self._seal(seal)))
+        return self._run_many(workflows.clue_calls(items, seal=self._seal(seal), copy_to=action.copy_to))
     method.__name__ = f"{action.name}s"
     method.__doc__ = _many_method.__doc__
     return control_rpc(expected_exceptions=CALLER_ERRORS)(method)
@@ -91,10 +92,14 @@ def build_node_service(agency: str, config: Mapping, *, clock=None) -> type:
         attributes["clock"] = Clock(clock)
     if c.node_http_address(config, agency):  # /metrics, /health, /ready on the node's own port
         attributes.update(node_routes())
-    for action in ROLE_ACTIONS.get(agency, ()):
-        attributes[action.name] = _role_method(action)
+    for action in settings.role_actions(config).get(agency, ()):
+        methods = {action.name: _role_method(action)}
         if action.mode == REFER:
-            attributes[f"{action.name}s"] = _many_method(action)
+            methods[f"{action.name}s"] = _many_method(action)
+        for name, method in methods.items():
+            if name in attributes or hasattr(AgencyNode, name):
+                raise RolesError(f"{agency}.{name} (ROLES_FILE) would replace the node's own {name}: choose another name")
+            attributes[name] = method
     class_name = "".join(part.title() for part in agency.split("_")) + "Node"
     return type(class_name, (AgencyNode,), attributes)
 

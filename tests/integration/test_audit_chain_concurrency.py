@@ -43,7 +43,7 @@ def test_concurrent_sends_on_a_fresh_postgresql_database_keep_one_chain(bus):
 
     def send(n: int):
         start.wait()  # every writer begins together
-        return workflows.refer_clue(contexts[n], clue(n), POLICE)
+        return workflows.refer_clue(contexts[n], clue(n), POLICE, copy_to="procuratorate")
 
     pool = eventlet.GreenPool(WRITERS)
     threads = [pool.spawn(send, n) for n in range(WRITERS)]

@@ -138,7 +138,7 @@ def test_messages_relayed_while_the_broker_is_unreachable_are_published_when_it_
     bus.sync_clock()
     bus.start(POLICE)
     sender = dataclasses.replace(bus.context(MEDICAL), clock=bus.clock)  # offline, on the fake clock
-    ids = [workflows.refer_clue(sender, clue(n), POLICE)[0].message_id for n in (1, 2)]
+    ids = [workflows.refer_clue(sender, clue(n), POLICE, copy_to="procuratorate")[0].message_id for n in (1, 2)]
     unreachable = EnvelopePublisher("amqp://guest:guest@127.0.0.1:1//", h.topology(bus), bus.bus_user(MEDICAL))  # nothing listens
     report = relay.relay_due(sender, unreachable.publish)
     assert report.published == [] and sorted(report.errors) == sorted(ids)
@@ -160,7 +160,7 @@ def test_messages_relayed_while_the_broker_is_unreachable_are_published_when_it_
 def test_messages_committed_while_the_sender_is_down_are_published_when_it_starts(bus):
     bus.start(POLICE)
     offline = bus.context(MEDICAL)  # as the CLI has it: no node running
-    ids = [workflows.refer_clue(offline, clue(n), POLICE)[0].message_id for n in (1, 2, 3)]
+    ids = [workflows.refer_clue(offline, clue(n), POLICE, copy_to="procuratorate")[0].message_id for n in (1, 2, 3)]
     with h.db(bus, MEDICAL) as repo:
         assert [(e.state, e.attempts) for e in h.outbox(repo)] == [(PENDING, 0)] * 3
     assert h.queue_depth(bus, h.queue_name(bus, POLICE)) == 0
@@ -177,7 +177,7 @@ def test_messages_committed_while_the_sender_is_down_are_published_when_it_start
 def test_message_resent_after_a_lost_receipt_is_applied_once(bus):
     bus.start(POLICE)
     offline = bus.context(MEDICAL)
-    [transfer] = workflows.refer_clue(offline, clue(1), POLICE)
+    [transfer] = workflows.refer_clue(offline, clue(1), POLICE, copy_to="procuratorate")
     publisher = h.agency_publisher(bus, MEDICAL)
     with bus.waiter(POLICE, kind=k.CLUE_TRANSFER, status="accepted") as handled:
         report = relay.relay_due(offline, publisher.publish)
@@ -287,7 +287,7 @@ def test_failed_delivery_says_no_receipt_came(bus):
     h.declare_topology(bus)
     sender = dataclasses.replace(bus.context(MEDICAL), clock=bus.clock)  # offline, on the fake clock
     bus.sync_clock()
-    [transfer] = workflows.refer_clue(sender, clue(1), POLICE)
+    [transfer] = workflows.refer_clue(sender, clue(1), POLICE, copy_to="procuratorate")
     publish = h.agency_publisher(bus, MEDICAL).publish
     for attempt in range(MAX_ATTEMPTS):
         report = relay.relay_due(sender, publish)

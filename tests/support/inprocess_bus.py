@@ -58,6 +58,7 @@ from services import bootstrap, settings
 from services import config as c
 from services.config import load_config
 from services.handlers import receiving, relay, workflows
+from services.roles import refer_action
 from services.handlers.context import NodeContext
 from services.handlers.relay import PublishFailed, RelayReport
 from services.handlers.requests import Sent
@@ -291,6 +292,11 @@ class InProcessBus:
         return sent
 
     def refer_clue(self, agency: str, body: Mapping, recipient: str, **options) -> Sent:
+        """As the node's refer RPC: copied (a suspected crime) to its ROLES_FILE copy target
+        unless ``copy_to`` is given."""
+        if "copy_to" not in options:
+            refer = refer_action(settings.role_actions(self.config).get(agency, ()))
+            options["copy_to"] = refer.copy_to if refer else None
         return self.send(agency, workflows.refer_clue_call(body, recipient, **options))
 
     def reply(self, agency: str, message_id: str, kind: str, body: Mapping, **options) -> Sent:

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from adapters.transport.topology import Topology
-from services.nodes.roles import ROLE_ACTIONS
+from services import config as c
+from services import settings
 from services.protocol.exceptions import Rejection
 from services.protocol.verify import Verifier
 from tests.fixtures.bodies import sample_body
@@ -75,7 +76,8 @@ def test_dead_letters_are_keyed_by_the_queue_they_leave():
     ("return_for_investigation", ["medical_security", "public_security"]),
 ])
 def test_the_court_hears_of_a_prosecution_decision_only_when_prosecuting(decision, expected):
-    action = next(a for a in ROLE_ACTIONS["procuratorate"] if a.name == "decide_prosecution")
+    roles = settings.role_actions(c.load_config(environ={}))
+    action = next(a for a in roles["procuratorate"] if a.name == "decide_prosecution")
     assert action.default_recipients({"decision": decision}) == expected
 
 
