@@ -125,6 +125,21 @@ def _action(entry, where: str) -> Action:
     return Action(name, kind, mode, tuple(recipients), str(entry.get("doc") or ""), tuple(only_when), copy_to)
 
 
+def check_routes(roles: Roles, routes, agencies: Iterable[str]) -> None:
+    """Every default recipient (and copy target) of a configured agency must be one the route
+    table lets the agency send that kind to: else the action could never send by default."""
+    agencies = set(agencies)
+    for agency, actions in roles.items():
+        for action in actions:
+            sends = [(action.kind, recipient) for recipient in action.recipients]
+            if action.copy_to:
+                sends.append((k.COPY_NOTICE, action.copy_to))
+            for kind, recipient in sends:
+                if recipient in agencies and not routes.allows(kind, agency, recipient):
+                    raise RolesError(f"roles: {agency}.{action.name} sends {kind} to {recipient} by default, "
+                                     f"but the route table (ROUTES_FILE) does not allow it")
+
+
 def refer_action(actions: Iterable[Action]) -> Action | None:
     """The agency's clue-referring action (its first ``refer``), or None."""
     return next((action for action in actions if action.mode == REFER), None)

@@ -19,7 +19,7 @@ from . import config as c
 from .handlers.context import DeliveryPolicy
 from .protocol.compose import Composer
 from .protocol.verify import Verifier
-from .roles import Action, load_roles
+from .roles import Action, check_routes, load_roles
 
 
 def topology(config: Mapping) -> Topology:
@@ -88,8 +88,11 @@ def route_table(config: Mapping) -> RouteTable:
 
 
 def role_actions(config: Mapping) -> dict[str, tuple[Action, ...]]:
-    """Each configured agency's actions (its role RPCs), from ROLES_FILE."""
-    return load_roles(config.get(c.ROLES_FILE) or None, c.agency_codes(config))
+    """Each configured agency's actions (its role RPCs), from ROLES_FILE, checked against the
+    route table."""
+    roles = load_roles(config.get(c.ROLES_FILE) or None, c.agency_codes(config))
+    check_routes(roles, route_table(config), c.agency_codes(config))
+    return roles
 
 
 def key_directory(config: Mapping) -> KeyDirectory:

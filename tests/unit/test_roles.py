@@ -90,3 +90,16 @@ def test_a_role_method_may_not_replace_one_of_the_nodes_own(tmp_path, config):
 def test_an_unreadable_roles_file_says_which(tmp_path):
     with pytest.raises(RolesError, match="cannot read the roles file .*missing.yaml"):
         load_roles(tmp_path / "missing.yaml", AGENCIES)
+
+
+def test_a_default_recipient_the_route_table_refuses_is_refused_at_load(tmp_path, config):
+    roles_file = tmp_path / "roles.yaml"
+    roles_file.write_text("court:\n  - {name: report_finding, kind: finding_notice, mode: start, to: [finance]}\n",
+                          encoding="utf-8")
+    with pytest.raises(RolesError, match=r"court\.report_finding sends finding_notice to finance by default, "
+                                         r"but the route table \(ROUTES_FILE\) does not allow it"):
+        settings.role_actions({**config, c.ROLES_FILE: str(roles_file)})
+    roles_file.write_text("medical_security:\n  - {name: refer_clue, kind: clue_transfer, mode: refer,\n"
+                          "     to: [public_security], copy_to: court}\n", encoding="utf-8")
+    with pytest.raises(RolesError, match="sends copy_notice to court"):
+        settings.role_actions({**config, c.ROLES_FILE: str(roles_file)})
