@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from adapters.crypto.trust import TrustedKeyring
 from adapters.storage import migrations
 from adapters.storage.store import Store
+from schemas.registry import SUPERVISION_NOTICE
 from services import config as c
 from services import settings
 from services.domain.money import MoneyRules, load_money_rules
@@ -159,6 +160,7 @@ class OfficeRules:
     tracker: Tracker
     warn_before: timedelta
     escalate_after: timedelta
+    escalate_to: str
 
 
 def office_calendar(config: Mapping) -> Calendar:
@@ -176,13 +178,24 @@ def office_rules(config: Mapping) -> OfficeRules:
     money = money_rules(config)
     tracker = Tracker(load_rules(office[c.DEADLINES]), office_calendar(config),
                       fine_rules=money.fines if money else ())
+    escalate_to = str(office.get(c.ESCALATE_TO) or "").strip()
+    if escalate_to not in c.agency_codes(config):
+        raise c.ConfigError(f"{c.OFFICE}.{c.ESCALATE_TO} must be a configured agency, not {escalate_to!r} "
+                            f"(overdue steps are escalated to it)")
+    routes = settings.route_table(config)
+    for observer in c.observer_codes(config):
+        if not routes.allows(SUPERVISION_NOTICE, observer, escalate_to):
+            raise c.ConfigError(f"{c.OFFICE}.{c.ESCALATE_TO} is {escalate_to}, but the route table (ROUTES_FILE) does "
+                                f"not let {observer} send it a {SUPERVISION_NOTICE}")
     return OfficeRules(tracker,
                        timedelta(hours=float(office[c.WARN_BEFORE_HOURS])),
-                       timedelta(hours=float(office[c.ESCALATE_AFTER_HOURS])))
+                       timedelta(hours=float(office[c.ESCALATE_AFTER_HOURS])),
+                       escalate_to)
 
 
 def office_context_for(node: NodeContext, rules: OfficeRules, agencies: list[str]) -> OfficeContext:
-    return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, list(agencies))
+    return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, list(agencies),
+                         rules.escalate_to)
 
 
 def office_context(config: Mapping, *, clock: Clock = utc_now, store: Store | None = None,

@@ -28,9 +28,6 @@ from .tracking import ESCALATE, URGE as URGE_LEVEL, WARN, Tracker, to_observed, 
 
 log = logging.getLogger(__name__)
 
-# Who supervises a step that stays overdue after its urge (立案监督 / 检察监督).
-ESCALATION_TARGET = "procuratorate"
-
 
 @dataclass
 class OfficeContext:
@@ -39,6 +36,7 @@ class OfficeContext:
     warn_before: timedelta
     escalate_after: timedelta
     agencies: list[str]
+    escalate_to: str  # OFFICE.ESCALATE_TO: who supervises an overdue step (the procuratorate)
 
     @property
     def agency(self) -> str:
@@ -144,10 +142,10 @@ def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> d
     elif level == ESCALATE:
         if row.escalated_at is not None:
             return None
-        if row.late_agency == ESCALATION_TARGET:
-            # Nobody above the procuratorate on the bus: record it for the office's staff.
+        if row.late_agency == ctx.escalate_to:
+            # Nobody above the supervisor on the bus: record it for the office's staff.
             row.escalated_at = now
-            row.note = "overdue at the procuratorate itself: escalate outside the bus"
+            row.note = f"overdue at {ctx.escalate_to} itself (OFFICE.ESCALATE_TO): escalate outside the bus"
             repo.append_audit(now, "step.escalation_impossible", referral_id=row.referral_id,
                               detail={"step": row.step_id, "late_agency": row.late_agency})
             return {"level": level, "step_id": row.step_id, "message_id": None, "recipient": None}
@@ -156,7 +154,7 @@ def _act(ctx: OfficeContext, repo, row: StepRow, level: str, now: datetime) -> d
                 "requirement": f"{row.late_agency} has not completed {row.rule} although urged "
                                f"at {format_timestamp(row.urged_at)}; please supervise.",
                 "reasons": [f"{row.rule} due {format_timestamp(row.due_at)}, overdue by {overdue // 3600} h"]}
-        signed = ctx.node.composer.compose(SUPERVISION_NOTICE, ESCALATION_TARGET, body,
+        signed = ctx.node.composer.compose(SUPERVISION_NOTICE, ctx.escalate_to, body,
                                            referral_id=row.referral_id, sent_at=now, seal=ctx.node.seal)
         row.escalated_at, row.escalation_message_id = now, signed.message_id
     else:  # pragma: no cover

@@ -482,3 +482,16 @@ def test_a_step_late_at_the_procuratorate_itself_is_not_escalated_to_it(tmp_path
     with office.node.store.transaction() as repo:
         assert repo.outbox_entries() == []
         assert [e.event for e in repo.audit_entries()] == ["step.escalation_impossible"]
+
+
+def test_the_escalation_target_is_configuration_and_checked(tmp_path):
+    from services import config as c
+    from services.bootstrap import office_rules
+
+    def rules(target):
+        return office_rules(c.load_config(environ={"CLUEBUS_OFFICE_ESCALATE_TO": target}))
+    assert rules("procuratorate").escalate_to == "procuratorate"
+    with pytest.raises(c.ConfigError, match="ESCALATE_TO must be a configured agency, not 'tax_bureau'"):
+        rules("tax_bureau")
+    with pytest.raises(c.ConfigError, match="does not let joint_office send it a supervision_notice"):
+        rules("finance")
