@@ -202,6 +202,6 @@ def office_context(config: Mapping, *, clock: Clock = utc_now, store: Store | No
                    create: bool = True) -> OfficeContext:
     """The office's context on its own database, without a running office node (for the CLI);
     ``create=False`` for reading: a database not there raises DatabaseMissing (open_store)."""
-    office = next(iter(c.observer_codes(config)))
+    office = c.office_code(config)
     return office_context_for(offline_context(config, office, clock=clock, store=store, create=create),
                               office_rules(config), node_agencies(config))

@@ -220,6 +220,15 @@ def observer_codes(config: Mapping) -> list[str]:
     return [a for a in (config.get(OBSERVERS) or []) if a in config[AGENCIES]]
 
 
+def office_code(config: Mapping) -> str:
+    """The joint office's agency code: the one configured agency in OBSERVERS."""
+    observers = observer_codes(config)
+    if len(observers) != 1:
+        raise ConfigError(f"{OBSERVERS} must name exactly one configured agency, the joint office "
+                          f"(it names {', '.join(observers) or 'none'})")
+    return observers[0]
+
+
 def agency_names(config: Mapping, key: str = AGENCY_NAME_ZH) -> dict[str, str]:
     """Each configured agency's name (by default its Chinese name, ``name_zh``), by code;
     agencies without one are left out."""

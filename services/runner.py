@@ -15,6 +15,7 @@ from nameko.runners import ServiceRunner
 
 from adapters.transport.credentials import CredentialsError
 from adapters.transport.topology import BusNotReady, check_control_plane, check_provisioned
+from services import config as c
 from services import settings
 from services.nodes.factory import build_node_service, container_config
 
@@ -111,6 +112,7 @@ def start_nodes(config: Mapping, agencies: Iterable[str], *, office: bool = Fals
         group.add(agency, build_node_service(agency, config, clock=clock), container_config(config, agency))
     if office:
         from services.office.service import build_office_service
-        group.add("joint_office", build_office_service(config, clock=clock), container_config(config, "joint_office"))
+        office_agency = c.office_code(config)
+        group.add(office_agency, build_office_service(config, clock=clock), container_config(config, office_agency))
     group.start()
     return group

@@ -86,7 +86,7 @@ def _html(text: str, status: int = 200) -> Response:
 
 
 class JointOfficeBase:
-    name = "joint_office"
+    # ``name`` (the service's, and the office's agency code) is set by build_office_service.
 
     store = NodeDatabase()  # the node's tables (urges use the same outbox) and the office's
     protocol = NodeProtocol()
@@ -265,9 +265,7 @@ class JointOfficeBase:
 
 
 def build_office_service(config: Mapping, *, clock=None) -> type:
-    agency = "joint_office"
-    if agency not in c.observer_codes(config):
-        raise ValueError(f"{agency} must be configured as an observer")
+    agency = c.office_code(config)
     topology = settings.topology(config)
     office = config[c.OFFICE]
 
@@ -281,6 +279,7 @@ def build_office_service(config: Mapping, *, clock=None) -> type:
         self.flush_outbox(self.context().node)
 
     attributes = {
+        "name": agency,
         "agencies": tuple(a for a in c.agency_codes(config) if a not in c.observer_codes(config)),
         # The dashboard names agencies as the configuration does (AGENCIES: name_zh).
         "agency_names": c.agency_names(config),

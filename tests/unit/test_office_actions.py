@@ -495,3 +495,16 @@ def test_the_escalation_target_is_configuration_and_checked(tmp_path):
         rules("tax_bureau")
     with pytest.raises(c.ConfigError, match="does not let joint_office send it a supervision_notice"):
         rules("finance")
+
+
+def test_the_office_is_the_one_observer_the_configuration_names():
+    from services import config as c
+    from services.office.service import build_office_service
+
+    config = c.load_config(environ={})
+    assert c.office_code(config) == "joint_office"
+    assert build_office_service(config).name == "joint_office"
+    with pytest.raises(c.ConfigError, match="OBSERVERS must name exactly one configured agency.*none"):
+        c.office_code({**config, c.OBSERVERS: []})
+    with pytest.raises(c.ConfigError, match="it names joint_office, court"):
+        c.office_code({**config, c.OBSERVERS: ["joint_office", "court"]})
