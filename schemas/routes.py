@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import yaml
-
+from .documents import read_yaml
 from .exceptions import ForbiddenRoute, RouteTableError
 from .registry import KINDS
 
@@ -82,12 +80,4 @@ class RouteTable:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "RouteTable":
-        try:
-            if path:
-                text = Path(path).read_text(encoding="utf-8")
-            else:
-                text = resources.files("schemas").joinpath(DEFAULT_ROUTES_RESOURCE).read_text(encoding="utf-8")
-            data = yaml.safe_load(text)
-        except (OSError, yaml.YAMLError) as exc:
-            raise RouteTableError(f"cannot read route table {path or DEFAULT_ROUTES_RESOURCE}: {exc}") from None
-        return cls.from_data(data)
+        return cls.from_data(read_yaml(path, "schemas", DEFAULT_ROUTES_RESOURCE, RouteTableError, "route table"))

@@ -53,11 +53,14 @@ def check_one_broker(config: Mapping) -> None:
     bus = sorted({uris.host_port(a) for a in uris.addresses(str(broker[c.BUS_URI]))})
     control = sorted({uris.host_port(a) for a in uris.addresses(str(broker[c.CONTROL_URI]))})
     if bus != control:
-        shown = lambda hosts: ", ".join(f"{h}:{p}" for h, p in hosts)  # noqa: E731
         raise ManagementError(
-            f"BROKER.CONTROL_URI is on {shown(control)} but BUS_URI on {shown(bus)}: broker setup provisions "
+            f"BROKER.CONTROL_URI is on {_hosts(control)} but BUS_URI on {_hosts(bus)}: broker setup provisions "
             f"both planes on the one broker behind ADMIN_URI; put both URIs on that broker (or list its "
             f"members in BROKER.ADDRESSES)")
+
+
+def _hosts(hosts: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{host}:{port}" for host, port in hosts)
 
 
 def setup(config: Mapping, admin_uri: str | None = None, *, rotate: bool = False,

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import yaml
 
 from schemas import registry as k
+from schemas.documents import read_yaml
 
 START = "start"
 REPLY = "reply"
@@ -59,16 +58,8 @@ Roles = Mapping[str, tuple[Action, ...]]
 def load_roles(path: str | Path | None, agencies: Iterable[str]) -> dict[str, tuple[Action, ...]]:
     """The configured agencies' actions from ``path`` (None: the shipped file). Raises
     RolesError naming the agency, the action and what is wrong."""
-    shown = str(path or DEFAULT_ROLES_RESOURCE)
-    try:
-        if path:
-            text = Path(path).read_text(encoding="utf-8")
-        else:
-            text = resources.files("services").joinpath(DEFAULT_ROLES_RESOURCE).read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
-        raise RolesError(f"cannot read the roles file {shown}: {exc}") from None
-    return roles_from_data(data or {}, agencies, shown)
+    data = read_yaml(path, "services", DEFAULT_ROLES_RESOURCE, RolesError, "the roles file")
+    return roles_from_data(data or {}, agencies, str(path or DEFAULT_ROLES_RESOURCE))
 
 
 def roles_from_data(data, agencies: Iterable[str], shown: str = "roles") -> dict[str, tuple[Action, ...]]:
@@ -140,6 +131,6 @@ def check_routes(roles: Roles, routes, agencies: Iterable[str]) -> None:
                                      f"but the route table (ROUTES_FILE) does not allow it")
 
 
-def refer_action(actions: Iterable[Action]) -> Action | None:
+def first_refer_action(actions: Iterable[Action]) -> Action | None:
     """The agency's clue-referring action (its first ``refer``), or None."""
     return next((action for action in actions if action.mode == REFER), None)

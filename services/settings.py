@@ -19,7 +19,7 @@ from . import config as c
 from .handlers.context import DeliveryPolicy
 from .protocol.compose import Composer
 from .protocol.verify import Verifier
-from .roles import Action, check_routes, load_roles
+from .roles import Action, check_routes, first_refer_action, load_roles
 
 
 def topology(config: Mapping) -> Topology:
@@ -93,6 +93,12 @@ def role_actions(config: Mapping) -> dict[str, tuple[Action, ...]]:
     roles = load_roles(config.get(c.ROLES_FILE) or None, c.agency_codes(config))
     check_routes(roles, route_table(config), c.agency_codes(config))
     return roles
+
+
+def refer_action(config: Mapping, agency: str) -> Action | None:
+    """``agency``'s clue-referring action (ROLES_FILE), or None: its usual recipient and the
+    copy target of a suspected crime."""
+    return first_refer_action(role_actions(config).get(agency, ()))
 
 
 def key_directory(config: Mapping) -> KeyDirectory:

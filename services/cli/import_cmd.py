@@ -22,7 +22,6 @@ from services.importer.mapping import Defaults, RowMapper
 from services.importer.plan import plan
 from services.importer.reading import read_table
 from services.importer.sending import ALREADY_SENT, FAILED, REFUSED, SENT, VALID, Outcome, refused, send_rows
-from services.roles import refer_action
 
 from .errors import CommandError
 from .running_node import require_running_node
@@ -59,7 +58,7 @@ def import_file(args) -> int:
     config = c.load_config(args.config)
     if args.agency not in c.agency_codes(config):
         raise CommandError(f"{args.agency!r} is not a configured agency ({', '.join(c.agency_codes(config))})")
-    recipient, method = _recipient(config, args.agency, args.recipient)
+    recipient, method = _refer_target(config, args.agency, args.recipient)
     settings_ = config.get(c.IMPORT) or {}
     zone = _zone(settings_.get(c.TIMEZONE) or "Asia/Shanghai")
     path = Path(args.file)
@@ -92,9 +91,9 @@ def import_file(args) -> int:
     return 0 if all(outcome.outcome in wanted for outcome in outcomes) else ROWS_REFUSED
 
 
-def _recipient(config, agency: str, chosen: str | None) -> tuple[str, str]:
+def _refer_target(config, agency: str, chosen: str | None) -> tuple[str, str]:
     """The recipient of the rows, and the node's RPC that refers many clues (``<refer action>s``)."""
-    refer = refer_action(settings.role_actions(config).get(agency, ()))
+    refer = settings.refer_action(config, agency)
     if refer is None:
         raise CommandError(f"{agency} does not refer clues (no refer action in ROLES_FILE): nothing to import as it")
     recipient = chosen or refer.recipients[0]

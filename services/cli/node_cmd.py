@@ -31,7 +31,6 @@ from services import settings
 from services.domain.exceptions import DomainError
 from services.handlers import queries, receiving, relay, workflows
 from services.handlers.relay_lease import RelayLease
-from services.roles import refer_action
 from services.office.accounts import AccountsError, accounts_file, refuse_exposed_without_accounts
 from services.protocol.exceptions import ComposeError
 from adapters.transport import dead_letters
@@ -376,7 +375,7 @@ def _sealing(config, choice: bool | None) -> bool:
 
 def _refer_action(config, agency: str):
     """The agency's refer action (ROLES_FILE): its usual recipient and the copy target."""
-    action = refer_action(settings.role_actions(config).get(agency, ()))
+    action = settings.refer_action(config, agency)
     if action is None:
         raise CommandError(f"{agency} has no refer action in ROLES_FILE: it does not transfer clues")
     return action

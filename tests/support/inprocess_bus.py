@@ -58,7 +58,6 @@ from services import bootstrap, settings
 from services import config as c
 from services.config import load_config
 from services.handlers import receiving, relay, workflows
-from services.roles import refer_action
 from services.handlers.context import NodeContext
 from services.handlers.relay import PublishFailed, RelayReport
 from services.handlers.requests import Sent
@@ -223,6 +222,7 @@ class InProcessBus:
         self.queues: dict[str, deque] = {agency: deque() for agency in self.topology.agencies}
         self.published: list[Published] = []
         self._nodes: dict[str, Node] = {}
+        self._copy_targets: dict[str, str | None] = {}  # ROLES_FILE, read once per agency
 
     # -- the nodes ----------------------------------------------------------------------------------
     def node(self, agency: str) -> Node:
@@ -295,8 +295,8 @@ class InProcessBus:
         """As the node's refer RPC: copied (a suspected crime) to its ROLES_FILE copy target
         unless ``copy_to`` is given."""
         if "copy_to" not in options:
-            refer = refer_action(settings.role_actions(self.config).get(agency, ()))
-            options["copy_to"] = refer.copy_to if refer else None
+            options["copy_to"] = self._copy_targets.setdefault(agency, getattr(
+                settings.refer_action(self.config, agency), "copy_to", None))
         return self.send(agency, workflows.refer_clue_call(body, recipient, **options))
 
     def reply(self, agency: str, message_id: str, kind: str, body: Mapping, **options) -> Sent:

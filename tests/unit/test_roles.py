@@ -10,7 +10,7 @@ from services import config as c
 from services import settings
 from services.nodes.base import AgencyNode
 from services.nodes.factory import build_node_service
-from services.roles import FOLLOW_UP, REFER, RolesError, load_roles, refer_action, roles_from_data
+from services.roles import FOLLOW_UP, REFER, RolesError, load_roles, roles_from_data
 
 AGENCIES = ["medical_security", "public_security", "procuratorate", "court", "health", "finance", "joint_office"]
 
@@ -23,11 +23,11 @@ def config():
 def test_the_shipped_roles_give_each_agency_its_methods(config):
     roles = settings.role_actions(config)
     assert sorted(roles) == sorted(a for a in AGENCIES if a != "joint_office")  # the office observes
-    refer = refer_action(roles["medical_security"])
+    refer = settings.refer_action(config, "medical_security")
     assert (refer.name, refer.kind, refer.mode, refer.recipients, refer.copy_to) == \
         ("refer_clue", k.CLUE_TRANSFER, REFER, ("public_security",), "procuratorate")
-    assert refer_action(roles["health"]).recipients == ("medical_security",)
-    assert refer_action(roles["public_security"]) is None
+    assert settings.refer_action(config, "health").recipients == ("medical_security",)
+    assert settings.refer_action(config, "public_security") is None
     prosecution = next(a for a in roles["procuratorate"] if a.name == "decide_prosecution")
     assert prosecution.mode == FOLLOW_UP and prosecution.only_when == (("court", "decision", "prosecute"),)
 
