@@ -295,8 +295,9 @@ class InProcessBus:
         """As the node's refer RPC: copied (a suspected crime) to its ROLES_FILE copy target
         unless ``copy_to`` is given."""
         if "copy_to" not in options:
-            options["copy_to"] = self._copy_targets.setdefault(agency, getattr(
-                settings.refer_action(self.config, agency), "copy_to", None))
+            if agency not in self._copy_targets:  # reading ROLES_FILE costs tens of ms: once
+                self._copy_targets[agency] = getattr(settings.refer_action(self.config, agency), "copy_to", None)
+            options["copy_to"] = self._copy_targets[agency]
         return self.send(agency, workflows.refer_clue_call(body, recipient, **options))
 
     def reply(self, agency: str, message_id: str, kind: str, body: Mapping, **options) -> Sent:
