@@ -27,6 +27,7 @@ from services.handlers.context import DeliveryPolicy, NodeContext, TransactionFa
 from services.office.calendar import Calendar
 from services.office.handlers import OfficeContext
 from services.office.rules import load_rules
+from services.office.stats import judges_in
 from services.office.tracking import Tracker
 from services.protocol.compose import Composer
 from services.protocol.verify import Verifier
@@ -161,6 +162,7 @@ class OfficeRules:
     warn_before: timedelta
     escalate_after: timedelta
     escalate_to: str
+    judges: frozenset[str]  # who the route table lets send a judgment: a prosecution to one opens a trial
 
 
 def office_calendar(config: Mapping) -> Calendar:
@@ -190,12 +192,12 @@ def office_rules(config: Mapping) -> OfficeRules:
     return OfficeRules(tracker,
                        timedelta(hours=float(office[c.WARN_BEFORE_HOURS])),
                        timedelta(hours=float(office[c.ESCALATE_AFTER_HOURS])),
-                       escalate_to)
+                       escalate_to, judges_in(routes))
 
 
 def office_context_for(node: NodeContext, rules: OfficeRules, agencies: list[str]) -> OfficeContext:
     return OfficeContext(node, rules.tracker, rules.warn_before, rules.escalate_after, list(agencies),
-                         rules.escalate_to)
+                         rules.escalate_to, rules.judges)
 
 
 def office_context(config: Mapping, *, clock: Clock = utc_now, store: Store | None = None,

@@ -37,6 +37,7 @@ class OfficeContext:
     escalate_after: timedelta
     agencies: list[str]
     escalate_to: str  # OFFICE.ESCALATE_TO: who supervises an overdue step (the procuratorate)
+    judges: frozenset[str]  # the agencies the configured route table lets send a judgment
 
     @property
     def agency(self) -> str:
@@ -290,7 +291,7 @@ def report(ctx: OfficeContext, messages, steps, period_from: datetime, period_to
     """The figures from messages and steps already loaded (see all_messages_and_steps)."""
     return compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
                          agencies=list(ctx.agencies), tz=ctx.tracker.calendar.tz, rules=ctx.tracker.rules,
-                         fine_rules=ctx.tracker.fine_rules)
+                         fine_rules=ctx.tracker.fine_rules, judges=ctx.judges)
 
 
 def dashboard(ctx: OfficeContext, period_from: datetime, period_to: datetime, as_of: datetime) -> dict:
@@ -299,6 +300,6 @@ def dashboard(ctx: OfficeContext, period_from: datetime, period_to: datetime, as
     messages, steps, marks = load(ctx)
     report_ = compute_stats(messages, steps, period_from=period_from, period_to=period_to, as_of=as_of,
                             agencies=list(ctx.agencies), tz=ctx.tracker.calendar.tz, rules=ctx.tracker.rules,
-                            fine_rules=ctx.tracker.fine_rules)
+                            fine_rules=ctx.tracker.fine_rules, judges=ctx.judges)
     snap = snapshot_at(ctx, as_of, (messages, steps, marks))
     return {"overdue": overdue_views(ctx, snap), "stats": report_.to_json(), "referrals": referral_views(snap)}

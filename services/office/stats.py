@@ -275,11 +275,14 @@ def tz_name(tz: tzinfo) -> str:
 def compute_stats(messages: Sequence[ObservedMessage], steps: Sequence[Step], *,
                   period_from: datetime, period_to: datetime, as_of: datetime,
                   agencies: Sequence[str], tz: tzinfo = LOCAL_TZ,
-                  rules: Sequence[DeadlineRule] | None = None, fine_rules: Sequence = ()) -> StatsReport:
+                  rules: Sequence[DeadlineRule] | None = None, fine_rules: Sequence = (),
+                  judges: frozenset[str] | None = None) -> StatsReport:
     """The office's figures for ``[period_from, period_to)`` as known at ``as_of``.
 
-    ``rules`` are the deadline rules the steps were opened by (``snapshot.snapshot``). See the
-    module docstring and docs/office.md §7 for the exact definition of every figure.
+    ``rules`` are the deadline rules the steps were opened by (``snapshot.snapshot``);
+    ``judges`` the agencies the configured route table lets send a judgment (a prosecution
+    sent to one opens its trial part; default: the shipped route table's). See the module
+    docstring and docs/office.md §7 for the exact definition of every figure.
     """
     for name, value in (("period_from", period_from), ("period_to", period_to), ("as_of", as_of)):
         _check_aware(value, name)
@@ -290,12 +293,13 @@ def compute_stats(messages: Sequence[ObservedMessage], steps: Sequence[Step], *,
     if TOTAL in agencies:
         raise ValueError(f"{TOTAL!r} is reserved for the total row")
     return report_from(snapshot(messages, steps, as_of, rules=rules), period_from=period_from,
-                       period_to=period_to, agencies=agencies, tz=tz, fine_rules=fine_rules)
+                       period_to=period_to, agencies=agencies, tz=tz, fine_rules=fine_rules, judges=judges)
 
 
 def report_from(snap: Snapshot, *, period_from: datetime, period_to: datetime, agencies: Sequence[str],
-                tz: tzinfo = LOCAL_TZ, fine_rules: Sequence = ()) -> StatsReport:
+                tz: tzinfo = LOCAL_TZ, fine_rules: Sequence = (), judges: frozenset[str] | None = None) -> StatsReport:
     """The figures from a snapshot already taken (``compute_stats`` checks the arguments)."""
+    judges = shipped_judges() if judges is None else judges
     as_of = snap.as_of
     known = snap.messages
 
@@ -379,7 +383,7 @@ def report_from(snap: Snapshot, *, period_from: datetime, period_to: datetime, a
     # Referrals received, completed, ended, pending (办结).
     parts: dict[tuple[str, str], list[ObservedMessage]] = defaultdict(list)
     for message in known:
-        if _opens_part(message):
+        if _opens_part(message, judges):
             parts[(message.recipient, message.referral_id)].append(message)
     for (agency, referral_id), openers in parts.items():
         if not in_period(openers[0].sent_at):
@@ -513,17 +517,22 @@ def _case_outcome(latest: ObservedMessage) -> str:
     return CASE_OUTCOMES.get((latest.kind, value), "unknown")
 
 
+def judges_in(routes) -> frozenset[str]:
+    """The agencies ``routes`` (a schemas.routes.RouteTable) lets send a judgment."""
+    return frozenset(sender for sender, _ in routes.routes.get("judgment", ()))
+
+
 @lru_cache(maxsize=1)
-def _judges() -> frozenset[str]:
-    """The agencies that may send a judgment (schemas/routes.yaml)."""
+def shipped_judges() -> frozenset[str]:
+    """As judges_in(), for the shipped route table (schemas/routes.yaml)."""
     from schemas.routes import RouteTable
-    return frozenset(sender for sender, _ in RouteTable.load().routes.get("judgment", ()))
+    return judges_in(RouteTable.load())
 
 
-def _opens_part(message: ObservedMessage) -> bool:
+def _opens_part(message: ObservedMessage, judges: frozenset[str]) -> bool:
     part = PART_OPENERS.get(message.kind)
     if part == TRIAL_PART:
-        return (message.facts or {}).get("decision") == "prosecute" and message.recipient in _judges()
+        return (message.facts or {}).get("decision") == "prosecute" and message.recipient in judges
     return part is not None
 
 

@@ -508,3 +508,22 @@ def test_the_office_is_the_one_observer_the_configuration_names():
         c.office_code({**config, c.OBSERVERS: []})
     with pytest.raises(c.ConfigError, match="it names joint_office, court"):
         c.office_code({**config, c.OBSERVERS: ["joint_office", "court"]})
+
+
+def test_the_judges_come_from_the_configured_route_table(tmp_path):
+    """Whether a prosecution opens a trial part (counted for its recipient) depends on who may
+    send a judgment: the configured ROUTES_FILE says so, not the shipped table."""
+    from importlib import resources
+
+    import yaml
+
+    from services import config as c
+    from services.bootstrap import office_rules
+
+    shipped = c.load_config(environ={})
+    assert office_rules(shipped).judges == frozenset({"court"})
+    routes = yaml.safe_load(resources.files("schemas").joinpath("routes.yaml").read_text(encoding="utf-8"))
+    routes["routes"]["judgment"] = [pair for pair in routes["routes"]["judgment"] if pair[0] != "court"]
+    custom = tmp_path / "routes.yaml"
+    custom.write_text(yaml.safe_dump(routes), encoding="utf-8")
+    assert office_rules({**shipped, c.ROUTES_FILE: str(custom)}).judges == frozenset()

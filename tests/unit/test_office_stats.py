@@ -1030,3 +1030,16 @@ def test_xlsx_overdue_sheet_for_the_period(small, tmp_path):
     total = load_workbook(path)[STATISTICS_SHEET]
     money_column = [h for h in HEADERS].index("funds_recovered_yuan (已追回资金 元)") + 1
     assert total.cell(row=total.max_row, column=money_column).value == 6000
+
+
+def test_a_prosecution_opens_a_trial_part_only_at_an_agency_that_may_judge():
+    """The court's part in the hand-checked example exists because the route table lets the
+    court send judgments; with a table where nobody may, the prosecution opens no part."""
+    w = three_referrals()
+    figures = dict(period_from=PERIOD_FROM, period_to=PERIOD_TO, as_of=AS_OF, agencies=AGENCIES)
+    default = compute_stats(w.messages, w.steps, **figures)
+    assert compute_stats(w.messages, w.steps, judges=frozenset({COURT}), **figures) == default
+    nobody = compute_stats(w.messages, w.steps, judges=frozenset(), **figures)
+    assert default.row(COURT).referrals_received == 1
+    assert nobody.row(COURT).referrals_received == 0
+    assert nobody.totals.referrals_received == default.totals.referrals_received - 1
