@@ -12,7 +12,7 @@ own sent messages change only through services/domain/delivery.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
 

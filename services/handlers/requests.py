@@ -9,7 +9,7 @@ result with what it sent, in one transaction; a repeat returns that result and s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 from services.domain.exceptions import DomainError
