@@ -160,7 +160,8 @@ class Bus:
     def close(self) -> None:
         # Stop the nodes gracefully while the broker's vhost still exists (nameko's
         # container_factory would only kill them, with a page of tracebacks).
-        # Each stop waits about a second for its consumer loop: stop them side by side.
+        # Each stop waits for its consumer loops to look up (entrypoints.CONSUMER_POLL_SECONDS):
+        # stop them side by side.
         pool = eventlet.GreenPool()
         for agency in list(self.containers):
             if self.containers[agency].started:
