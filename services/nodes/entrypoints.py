@@ -49,8 +49,8 @@ DEFAULT_BATCH_SIZE = 200
 # How long the consumer loop waits for the broker before it looks at what it was asked to
 # do (cancel consumers, stop). kombu's default is 1 s, and a node's stop takes two such
 # looks per queue consumer: 2 s of every shutdown, a test's teardown or a standby's takeover.
-# Idle, each look costs some tens of microseconds.
-CONSUMER_POLL_SECONDS = 0.1
+# Idle, the looks cost a node a few tenths of a percent of a CPU (bench_delivery: idle_node_cpu_percent).
+CONSUMER_POLL_SECONDS = 0.2
 
 
 class _PromptConsumer(QueueConsumer):
