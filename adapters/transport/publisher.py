@@ -22,7 +22,7 @@ from services.handlers.relay import PublishFailed
 from services.protocol import rules
 from services.protocol.transport import CONTENT_ENCODING, CONTENT_TYPE
 
-from .topology import Topology
+from .topology import Topology, connect_once_per_address
 from .uris import without_credentials
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ class EnvelopePublisher:
         if self._channel is None:
             self._connection = Connection(self.amqp_uri, connect_timeout=self.connect_timeout,
                                           transport_options={"confirm_publish": False})
-            # One try per address of a cluster; the outbox retries later.
-            self._connection.ensure_connection(max_retries=len(self._connection.alt or [None]))
+            connect_once_per_address(self._connection)  # the outbox retries later
             channel = self._connection.channel()
             channel.confirm_select()
             channel.events["basic_ack"].add(self._on_ack)

@@ -156,9 +156,16 @@ def check_control_plane(amqp_uri: str, agency: str, *, timeout: float = 10.0) ->
         connection.release()
 
 
+def connect_once_per_address(connection: Connection, *, timeout: float | None = None) -> None:
+    """Connect, trying each address of ``connection`` (a failover list) once, one after the
+    other. kombu's retries would, after the last, sleep 2 s and try the first again; every
+    caller here tries again later by itself (the relay, the runner, the operator)."""
+    connection.ensure_connection(max_retries=max(len(connection.alt), 1) - 1, timeout=timeout)
+
+
 def _connect(connection: Connection, where: str, account: str, what: str, setting: str, timeout: float) -> None:
     try:
-        connection.ensure_connection(max_retries=len(connection.alt or [None]), timeout=timeout)
+        connect_once_per_address(connection, timeout=timeout)
     except AccessRefused:
         raise BusNotReady(f"the broker refused {account} at {where} (wrong password, "
                           f"or the account does not exist: the bus operator runs `cluebus broker setup`)") from None

@@ -44,3 +44,31 @@ def test_run_with_an_unreachable_bus_is_one_line_with_the_fix(tmp_path, monkeypa
     err = _one_line(capsys)
     assert "cannot reach the bus" in err and "rabbitmq-server -detached" in err
     assert "s3cret" not in err
+
+
+def test_each_address_of_a_failover_list_is_tried_once_and_without_a_pause(monkeypatch):
+    """kombu's own retry would sleep 2 s after the last address and try the first again:
+    every caller of connect_once_per_address tries again later by itself."""
+    import pytest
+    from kombu import Connection
+    from kombu.exceptions import OperationalError
+
+    from adapters.transport.topology import connect_once_per_address
+
+    slept = []
+    monkeypatch.setattr("kombu.utils.functional.sleep", slept.append)
+    for uri, ports in (("amqp://u:p@127.0.0.1:1/x", [1]),
+                       ("amqp://u:p@127.0.0.1:1/x;amqp://u:p@127.0.0.1:2/x;amqp://u:p@127.0.0.1:3/x", [1, 2, 3])):
+        connection = Connection(uri, connect_timeout=1)
+        tried = []
+        establish = connection._establish_connection
+
+        def tracked(connection=connection, tried=tried, establish=establish):
+            tried.append(connection.port)
+            return establish()
+        monkeypatch.setattr(connection, "_establish_connection", tracked)
+        with pytest.raises(OperationalError):  # nothing listens on those ports
+            connect_once_per_address(connection)
+        assert tried == ports
+        connection.release()
+    assert not [seconds for seconds in slept if seconds]
