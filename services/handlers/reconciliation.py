@@ -11,7 +11,6 @@ answering one, and acting on an answer, happen in the receiving transaction of t
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Mapping
@@ -26,6 +25,7 @@ from services.domain.exceptions import DomainError
 from services.protocol import rules
 from services.protocol.compose import SignedMessage
 from services.protocol.exceptions import ComposeError
+from services.protocol.ids import new_id
 from services.protocol.verify import VerifiedMessage
 
 from .context import NodeContext
@@ -75,7 +75,7 @@ def send_summary(ctx: NodeContext, peer: str, *, settle: timedelta = DEFAULT_SET
         tally = r.Tally.of(r.in_order(entries))
         body = {"window_from": window.start, "window_until": window.until, "count": tally.count,
                 "ids_sha256": tally.ids_sha256}
-        message_id = str(uuid.uuid4())
+        message_id = new_id()
         try:
             signed = ctx.composer.compose(RECONCILIATION_SUMMARY, peer, body, referral_id=message_id,
                                           message_id=message_id, sent_at=now)
@@ -124,7 +124,7 @@ def answer_summary(batch, verified: VerifiedMessage):
                    "ids_sha256": tally.ids_sha256, "match": match}
     if not match:
         answer_body.update(held_ids=held[:MAX_WINDOW_IDS], truncated=len(held) > MAX_WINDOW_IDS)
-    answer_id = str(uuid.uuid4())
+    answer_id = new_id()
     try:
         answer = batch.ctx.composer.compose(RECONCILIATION_ANSWER, verified.sender, answer_body,
                                             referral_id=answer_id, message_id=answer_id,

@@ -8,7 +8,6 @@ a few bulk statements in one transaction; many calls can share one transaction
 from __future__ import annotations
 
 import copy
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -23,6 +22,7 @@ from services.domain.lifecycle import NEW, next_state
 from services.domain.money import REWARD_KINDS, enforce_reward
 from services.protocol.compose import SignedMessage
 from services.protocol.exceptions import ComposeError
+from services.protocol.ids import new_id
 from services.protocol.rules import REWARD_RULE_BROKEN
 
 from .context import NodeContext
@@ -190,7 +190,7 @@ def stage_calls(ctx: NodeContext, repo: NodeRepository, calls: list[Call], *,
             results[index] = _repeat(done[call.request.request_id], call.request)
             continue
         item = Writes()
-        referral_id = call.referral_id or str(uuid.uuid4())
+        referral_id = call.referral_id or new_id()
         batch = OutgoingBatch(ctx, repo, referral_id, rows.get(referral_id), item)
         if referral_id in views:  # a later call on a referral this transaction moved
             batch.view = views[referral_id].view

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Mapping
@@ -21,6 +20,7 @@ from schemas.routes import RouteTable
 
 from . import rules
 from .exceptions import ComposeError
+from .ids import new_id
 from .signing_input import body_sha256, message_sha256, signing_input
 
 
@@ -91,7 +91,7 @@ class Composer:
         signer = self.signer.at(sent_at)  # across a key rotation: the key valid at sent_at
         envelope = {
             "protocol": PROTOCOL,
-            "message_id": message_id or str(uuid.uuid4()),
+            "message_id": message_id or new_id(),
             "kind": kind,
             "schema_version": version,
             "sender": self.agency,

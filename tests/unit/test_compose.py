@@ -21,7 +21,7 @@ from services.protocol.signing_input import SIGNATURE_DOMAIN, body_sha256, signi
 from tests.fixtures.bodies import REFERRAL_ID, ROUTE_FOR_KIND, sample_body, sample_message
 from tests.fixtures.keys import FIXED_NOW
 
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")  # services/protocol/ids.py
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_envelope_shape(medical):
     assert envelope["sender_key_id"] == medical.material.signing_key_id
     assert envelope["body_encoding"] == "plain" and envelope["body"] == sample_body("clue_transfer")
     assert envelope["schema_version"] == 1
-    assert UUID4.match(envelope["message_id"]) and message.message_id == envelope["message_id"]
+    assert UUID7.match(envelope["message_id"]) and message.message_id == envelope["message_id"]
 
 
 def test_wire_bytes_are_the_canonical_envelope(medical):
