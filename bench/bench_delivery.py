@@ -354,7 +354,7 @@ def main() -> None:
     nodes: list[Process] = []
     try:
         body = clue_body(now, 0)
-        result["baseline_rates"] = [] if args.no_baseline else [args.messages / baseline(setup, args.messages, body)]
+        baselines = [] if args.no_baseline else [args.messages / baseline(setup, args.messages, body)]
         if args.history:
             started = time.perf_counter()
             populate(setup.config, SENDER, RECEIVER, args.history)
@@ -395,7 +395,7 @@ def main() -> None:
                 # so that the ratio compares with the mean of one taken on each side (both kept).
                 idle = {n.name: n.cpu_seconds() for n in nodes}
                 started = time.perf_counter()
-                result["baseline_rates"].append(args.messages / baseline(setup, args.messages, body))
+                baselines.append(args.messages / baseline(setup, args.messages, body))
                 result["idle_node_cpu_percent"] = {
                     n.name: round((n.cpu_seconds() - idle[n.name]) * 100 / (time.perf_counter() - started), 1)
                     for n in nodes}
@@ -438,14 +438,13 @@ def main() -> None:
         for node in nodes:
             node.stop()
         setup.close()
-    rates = result.pop("baseline_rates")
-    result["baseline_rate"] = sum(rates) / len(rates) if rates else None
-    if result["baseline_rate"] and "rate" in result:
-        result["ratio"] = round(result["rate"] / result["baseline_rate"], 3)
-        # against each baseline alone: how much the machine moved meanwhile
-        result["ratio_each"] = [round(result["rate"] / r, 3) for r in rates]
-        result["baseline_rates"] = [round(r, 1) for r in rates]
-        result["baseline_rate"] = round(result["baseline_rate"], 1)
+    result["baseline_rate"] = None
+    if baselines:
+        mean = sum(baselines) / len(baselines)
+        result.update(baseline_rate=round(mean, 1), baseline_rates=[round(r, 1) for r in baselines],
+                      ratio=round(result["rate"] / mean, 3),
+                      # against each baseline alone: how much the machine moved meanwhile
+                      ratio_each=[round(result["rate"] / r, 3) for r in baselines])
     result["rate"] = round(result["rate"], 1)
     result.setdefault("p50_ms", None)
     result.setdefault("p99_ms", None)

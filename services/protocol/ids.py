@@ -21,7 +21,7 @@ _RANDOM_A_BITS = 12
 
 def new_id() -> str:
     """A fresh id in the protocol's form: lowercase, 8-4-4-4-12."""
-    milliseconds = time.time_ns() // 1_000_000 & ((1 << 48) - 1)
+    milliseconds = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
     random = int.from_bytes(os.urandom(10), "big")
     random_a = (random >> _RANDOM_B_BITS) & ((1 << _RANDOM_A_BITS) - 1)
     random_b = random & ((1 << _RANDOM_B_BITS) - 1)
