@@ -1,0 +1,84 @@
+"""A node's RPC replies (services/nodes/entrypoints._Replies) are what nameko's own Responder
+sends for the same request, on the real broker: the same body, correlation id and routing,
+unpersisted; a result that cannot be encoded is answered with nameko's error, as before."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+from kombu import Connection, Queue
+from nameko.amqp.publish import Publisher
+from nameko.constants import NON_PERSISTENT
+from nameko.exceptions import UnserializableValueError
+from nameko.rpc import Responder, get_rpc_exchange
+
+from adapters.transport.management import ManagementApi
+from services.nodes.entrypoints import _Replies
+from tests.integration.conftest import ADMIN_PASSWORD, ADMIN_USER, BROKER_ADDRESS, MANAGEMENT_URI
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def vhost_uri():
+    api, vhost = ManagementApi(MANAGEMENT_URI), f"t-{uuid.uuid4().hex[:10]}"
+    api.put(f"/vhosts/{vhost}", {})
+    api.put(f"/permissions/{vhost}/{ADMIN_USER}", {"configure": ".*", "write": ".*", "read": ".*"})
+    try:
+        yield f"amqp://{ADMIN_USER}:{ADMIN_PASSWORD}@{BROKER_ADDRESS}/{vhost}"
+    finally:
+        api.delete(f"/vhosts/{vhost}")
+
+
+def _replies_of(uri, send, request):
+    """What ``send(config, request)`` returned, and the reply it published."""
+    config, arrived = {"AMQP_URI": uri}, []
+    with Connection(uri) as connection:
+        queue = Queue(f"replies-{uuid.uuid4().hex[:6]}", exchange=get_rpc_exchange(config),
+                      routing_key=request.properties["reply_to"], auto_delete=True)
+        with connection.Consumer(queue, on_message=arrived.append, no_ack=True):
+            outcome = send(config, request)
+            connection.drain_events(timeout=10)
+    assert len(arrived) == 1
+    return outcome, arrived[0]
+
+
+def _ours(result, config, request):
+    return _Replies(config).send(request, result, None)
+
+
+def _nameko(result, config, request):
+    responder = Responder(config["AMQP_URI"], get_rpc_exchange(config), "json", request)
+    responder.publisher_cls = partial(Publisher, use_confirms=False, delivery_mode=NON_PERSISTENT)
+    return responder.send_response(result, None)
+
+
+@pytest.mark.parametrize("result", [{"messages": [{"message_id": "m1"}], "n": 1}, None, "text"])
+def test_a_reply_is_what_nameko_sends(vhost_uri, result):
+    request = SimpleNamespace(properties={"content_type": "application/json", "reply_to": "caller.reply",
+                                          "correlation_id": "c-1"})
+    (ours, ours_message), (theirs, theirs_message) = (_replies_of(vhost_uri, partial(send, result), request)
+                                                      for send in (_ours, _nameko))
+    assert ours == theirs == (result, None)
+    assert json.loads(ours_message.body) == json.loads(theirs_message.body) == {"result": result, "error": None}
+    for key in ("correlation_id", "delivery_mode"):
+        assert ours_message.properties.get(key) == theirs_message.properties.get(key)
+    assert ours_message.properties["delivery_mode"] == NON_PERSISTENT
+    assert ours_message.content_type == theirs_message.content_type == "application/json"
+
+
+def test_a_result_that_cannot_be_encoded_is_answered_with_nameko_error(vhost_uri):
+    request = SimpleNamespace(properties={"content_type": "application/json", "reply_to": "caller.reply",
+                                          "correlation_id": "c-2"})
+    unencodable = object()
+    (ours, ours_message), (theirs, theirs_message) = (_replies_of(vhost_uri, partial(send, unencodable), request)
+                                                      for send in (_ours, _nameko))
+    assert ours[0] is theirs[0] is None
+    assert ours[1][0] is theirs[1][0]  # the encoder's error, as the worker's outcome
+    assert json.loads(ours_message.body) == json.loads(theirs_message.body)
+    error = json.loads(ours_message.body)["error"]
+    assert error["exc_type"] == "UnserializableValueError" and json.loads(ours_message.body)["result"] is None
