@@ -400,7 +400,7 @@ class NodeRepository:
                          "message_id": event.message_id, "detail": event.detail, "prev_hash": previous,
                          "hash": digest})
             previous = digest
-        self._core(_insert(AUDIT), rows)
+        self._insert_many(AUDIT, rows)
         self._execute_many(_HEAD_MOVE, [{"b_seq": seq, "b_hash": previous}])
         return rows
 

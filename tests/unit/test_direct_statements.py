@@ -112,6 +112,8 @@ def test_every_insert_of_the_traffic_runs_direct(tmp_path, traffic, agency):
                 shapes.update((table, tuple(row)) for row in getattr(writes, attribute))
             shapes.update((REFERRALS, tuple(row)) for row in writes.referrals_new.values())
         assert REFERRALS in {table for table, _ in shapes}
+        # The audit chain's rows (NodeRepository.append_audit_events) have one shape.
+        shapes.add((AUDIT, ("seq", "at", "event", "referral_id", "message_id", "detail", "prev_hash", "hash")))
         for table, names in shapes:
             direct._compile_insert(table, names)  # raises NotDirect for a shape Core would take
     finally:
