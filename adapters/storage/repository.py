@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from adapters.crypto.canonical import canonical_bytes
 from adapters.crypto.timestamps import format_timestamp
 
+from . import pg_statements
 from .direct import DirectStatements, NotDirect
 from .exceptions import AuditChainBroken, DuplicateRequest
 from .writes import AuditEvent, Writes
@@ -260,11 +261,12 @@ class NodeRepository:
     def write(self, writes: Writes) -> None:
         """Everything one transaction decided, in a few statements; the audit events are
         chained in order under one lock of the chain's head."""
-        self._insert_many(MESSAGES, writes.messages)
-        self._insert_many(OUTBOX, writes.outbox)
-        self._insert_many(INBOX, writes.inbox)
-        self._insert_many(QUARANTINE, writes.quarantine)
-        self._insert_many(REFERRALS, list(writes.referrals_new.values()))
+        new_rows = [(MESSAGES, writes.messages), (OUTBOX, writes.outbox), (INBOX, writes.inbox),
+                    (QUARANTINE, writes.quarantine), (REFERRALS, list(writes.referrals_new.values()))]
+        requests_stored = self._postgresql and self._insert_together_pg(new_rows, writes.control_requests)
+        if not requests_stored:
+            for table, rows in new_rows:
+                self._insert_many(table, rows)
         self._update_many(REFERRALS, "referral_id", [(k, None, v) for k, v in writes.referrals_changed.items()])
         self._update_many(OUTBOX, "message_id", writes.outbox_updates, guard="state")
         self._update_many(MESSAGES, "message_id", [(k, None, v) for k, v in writes.message_updates.items()])
@@ -272,7 +274,7 @@ class NodeRepository:
         self._insert_many(RECONCILIATIONS, writes.reconciliations)
         self._update_many(RECONCILIATIONS, "summary_message_id",
                           [(k, None, v) for k, v in writes.reconciliation_updates.items()])
-        if writes.control_requests:
+        if writes.control_requests and not requests_stored:
             try:
                 with self.session.begin_nested():
                     self._insert_many(CONTROL_REQUESTS, writes.control_requests)
@@ -280,6 +282,37 @@ class NodeRepository:
                 raise DuplicateRequest("a request id was stored meanwhile") from None
         if writes.audit:
             self.append_audit_events(writes.audit)
+
+    def _insert_together_pg(self, new_rows: list[tuple], control_requests: list[dict]) -> bool:
+        """PostgreSQL: every new row and the calls' request ids in one statement (a
+        data-modifying CTE per table, adapters/storage/pg_statements.py) instead of a round
+        trip per table and three for the request ids' savepoint. A request id stored
+        meanwhile by a concurrent transaction is left out by ON CONFLICT and raises
+        DuplicateRequest (the caller rolls back and takes the calls again). False, with
+        nothing written, when they do not fit in one statement: the caller writes them apart."""
+        dialect = self.session.get_bind().dialect
+        parts, params = [], []
+        for index, (table, rows) in enumerate([*new_rows, (CONTROL_REQUESTS, control_requests)]):
+            if not rows:
+                continue
+            written = pg_statements.insert_values(table, rows, dialect)
+            if written is None:
+                return False
+            sql, values = written
+            if table is CONTROL_REQUESTS:
+                parts.append(f"requests AS ({sql} ON CONFLICT DO NOTHING RETURNING 1)")
+            else:
+                parts.append(f"new_{index} AS ({sql})")
+            params += values
+        if len(params) > PG_PARAMETERS:
+            return False
+        if not parts:
+            return True
+        tail = "SELECT count(*) FROM requests" if control_requests else "SELECT 0"
+        stored = self.session.connection().exec_driver_sql(f"WITH {', '.join(parts)} {tail}", tuple(params)).scalar()
+        if control_requests and stored != len(control_requests):
+            raise DuplicateRequest("a request id was stored meanwhile")
+        return True
 
     def _update_many(self, table, key: str, changes: list[tuple[str, str | None, dict]], *,
                      guard: str | None = None) -> None:
@@ -400,8 +433,17 @@ class NodeRepository:
                          "message_id": event.message_id, "detail": event.detail, "prev_hash": previous,
                          "hash": digest})
             previous = digest
-        self._insert_many(AUDIT, rows)
-        self._execute_many(_HEAD_MOVE, [{"b_seq": seq, "b_hash": previous}])
+        written = pg_statements.insert_values(AUDIT, rows, self.session.get_bind().dialect) \
+            if self._postgresql else None
+        if written is not None and len(written[1]) <= PG_PARAMETERS:
+            # The entries and the head's move in one round trip.
+            sql, params = written
+            self.session.connection().exec_driver_sql(
+                f'WITH entries AS ({sql}) UPDATE audit_head SET seq = %s::INTEGER, hash = %s::VARCHAR(64) WHERE id = 1',
+                (*params, seq, previous))
+        else:
+            self._insert_many(AUDIT, rows)
+            self._execute_many(_HEAD_MOVE, [{"b_seq": seq, "b_hash": previous}])
         return rows
 
     # -- audit log ---------------------------------------------------------------------

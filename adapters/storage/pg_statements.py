@@ -1,0 +1,62 @@
+"""Multi-row INSERTs written for PostgreSQL, to be put together into one statement.
+
+A transaction's new rows go to several tables (a sent clue: messages, outbox, referrals, the
+call's request id, the audit chain), and each statement is a round trip to the server: on a
+busy machine each one waits for the server process to be scheduled, and the node's batcher
+waits meanwhile. PostgreSQL runs data-modifying CTEs of one statement together, foreign keys
+between them included (checked at the end of the statement), so the repository sends them
+as one (``NodeRepository.write``).
+
+Values go through each column's own bind processing and are cast to the column's type, as
+SQLAlchemy's pg8000 dialect writes them; columns a row leaves out get their Python-side
+scalar defaults, as Core fills them in. A shape this does not take (a default computed per
+row, an unknown column) gives None, and the caller uses Core.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Dialect
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(table: Table, names: tuple, dialect: Dialect):
+    if any(name not in table.c for name in names):
+        return None
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+    defaults = {}
+    for column in compiled.insert_prefetch:  # Python-side defaults of the columns not given
+        if column.default is None or not column.default.is_scalar:
+            return None
+        defaults[column.key] = column.default.arg
+    keys = [*names, *defaults]
+    columns = [table.c[key] for key in keys]
+    quote = dialect.identifier_preparer.quote
+    into = f'{quote(table.name)} ({", ".join(quote(column.name) for column in columns)})'
+    row = "(" + ", ".join(f"%s::{column.type.compile(dialect=dialect)}" for column in columns) + ")"
+    processors = tuple(column.type.bind_processor(dialect) for column in columns)
+    slots = tuple((key, key not in defaults, defaults.get(key)) for key in keys)
+    return into, row, processors, slots
+
+
+def insert_values(table: Table, rows: list[dict], dialect: Dialect) -> tuple[str, list[Any]] | None:
+    """``INSERT INTO table (...) VALUES (...), ...`` of ``rows`` (all with the same keys) and
+    its parameters in order; None for a shape Core must write."""
+    first = rows[0].keys()
+    if any(row.keys() != first for row in rows):
+        return None
+    shape = _shape(table, tuple(first), dialect)
+    if shape is None:
+        return None
+    into, row_sql, processors, slots = shape
+    params: list[Any] = []
+    for row in rows:
+        # Every value through its processor, None too: a JSON column stores None as JSON
+        # null, exactly as Core does.
+        params.extend(value if process is None else process(value)
+                      for process, value in zip(processors, [row[key] if given else default
+                                                             for key, given, default in slots]))
+    return f"INSERT INTO {into} VALUES {', '.join([row_sql] * len(rows))}", params

@@ -1,0 +1,119 @@
+"""On PostgreSQL a transaction's new rows, its request ids and its audit entries go in one
+statement each (adapters/storage/pg_statements.py, NodeRepository.write): every transaction
+two nodes wrote in a round of traffic is replayed into one real PostgreSQL database that way
+and into another through SQLAlchemy Core, and the two are compared value for value; a
+request id stored meanwhile is still a DuplicateRequest, with nothing of the call kept."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pytest
+import sqlalchemy
+
+from adapters.storage import pg_statements
+from adapters.storage.exceptions import DuplicateRequest
+from adapters.storage.repository import AUDIT, CONTROL_REQUESTS, MESSAGES, NodeRepository
+from adapters.storage.store import Store
+from tests.integration.conftest import POSTGRES_ADMIN_URL
+from tests.unit.test_direct_statements import MS, PS, TABLES, traffic  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def postgres_url():
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    made = []
+
+    def make() -> str:
+        name = f"cluebus_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}"
+    try:
+        yield make
+    finally:
+        with admin.connect() as connection:
+            for name in made:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _replayed(url: str, writes_list, *, together: bool, monkeypatch) -> Store:
+    store = Store(url)
+    store.create_schema()
+    with monkeypatch.context() as patch:
+        if not together:  # every statement through Core, as before
+            patch.setattr(pg_statements, "insert_values", lambda *args: None)
+        for writes in writes_list:
+            with store.transaction() as repo:
+                repo.write(copy.deepcopy(writes))
+    return store
+
+
+def _stored(store: Store) -> dict[str, list[tuple]]:
+    with store.engine.connect() as connection:
+        return {table.name: [tuple(row) for row in connection.exec_driver_sql(
+                    f"SELECT * FROM {table.name} ORDER BY 1").all()] for table in TABLES}
+
+
+@pytest.mark.parametrize("agency", [MS, PS])
+def test_one_statement_stores_what_core_stores(postgres_url, traffic, agency, monkeypatch):  # noqa: F811
+    statements = []
+    original = NodeRepository._insert_together_pg
+
+    def counting(self, *args):
+        statements.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(NodeRepository, "_insert_together_pg", counting)
+    together = _replayed(postgres_url(), traffic[agency], together=True, monkeypatch=monkeypatch)
+    core = _replayed(postgres_url(), traffic[agency], together=False, monkeypatch=monkeypatch)
+    try:
+        stored = _stored(together)
+        assert stored == _stored(core)
+        assert stored["messages"] and stored["audit_log"] and stored["audit_head"]
+        assert len(statements) == 2 * len(traffic[agency])
+        if agency == MS:
+            assert stored["control_requests"]
+        with together.transaction() as repo:
+            assert repo.verify_audit_chain() == len(stored["audit_log"])
+    finally:
+        together.dispose()
+        core.dispose()
+
+
+def test_a_request_id_stored_meanwhile_is_a_duplicate_request(postgres_url, traffic):  # noqa: F811
+    [first, *_] = [writes for writes in traffic[MS] if writes.control_requests]
+    store = _replayed(postgres_url(), [first], together=True, monkeypatch=pytest.MonkeyPatch())
+    again = copy.deepcopy(first)
+    for row in again.messages:  # new messages; the same request id
+        row["message_id"] = str(uuid.uuid4())
+    again.outbox = []
+    again.referrals_new = {}
+    try:
+        before = _stored(store)
+        with pytest.raises(DuplicateRequest):
+            with store.transaction() as repo:
+                repo.write(again)
+        assert _stored(store) == before
+    finally:
+        store.dispose()
+
+
+def test_shapes_it_does_not_take_go_to_core(postgres_url):
+    store = Store(postgres_url())
+    try:
+        dialect = store.engine.dialect
+        assert pg_statements.insert_values(MESSAGES, [{"message_id": "a"}, {"message_id": "b", "kind": "x"}],
+                                           dialect) is None          # rows of different keys
+        assert pg_statements.insert_values(AUDIT, [{"not_a_column": 1}], dialect) is None
+        sql, params = pg_statements.insert_values(CONTROL_REQUESTS, [{"request_id": "r", "action": "a", "at": None,
+                                                                     "result": None}], dialect)
+        assert sql.startswith("INSERT INTO control_requests (request_id, action, at, result) VALUES (%s::VARCHAR(200)")
+        assert params[-1] == "null"  # a JSON column's None is JSON null, as Core stores it
+    finally:
+        store.dispose()
