@@ -106,7 +106,7 @@ def _plain_structure(value: Any) -> bool | None:
     something breaks a rule (the slow, precise check then says which)."""
     plain = True
     stack = [value]
-    pop, push, extend = stack.pop, stack.append, stack.extend
+    pop, extend = stack.pop, stack.extend
     while stack:
         item = pop()
         kind = type(item)

@@ -17,9 +17,12 @@ from adapters.storage.exceptions import DuplicateRequest
 from adapters.storage.repository import AUDIT, CONTROL_REQUESTS, MESSAGES, NodeRepository
 from adapters.storage.store import Store
 from tests.integration.conftest import POSTGRES_ADMIN_URL
-from tests.unit.test_direct_statements import MS, PS, TABLES, traffic  # noqa: F401 (the fixture)
+from tests.unit import test_direct_statements
+from tests.unit.test_direct_statements import MS, PS, TABLES
 
 pytestmark = pytest.mark.integration
+
+traffic = test_direct_statements.traffic  # the same round of traffic, as a fixture here
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ def _stored(store: Store) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.parametrize("agency", [MS, PS])
-def test_one_statement_stores_what_core_stores(postgres_url, traffic, agency, monkeypatch):  # noqa: F811
+def test_one_statement_stores_what_core_stores(postgres_url, traffic, agency, monkeypatch):
     statements = []
     original = NodeRepository._insert_together_pg
 
@@ -86,7 +89,7 @@ def test_one_statement_stores_what_core_stores(postgres_url, traffic, agency, mo
         core.dispose()
 
 
-def test_a_request_id_stored_meanwhile_is_a_duplicate_request(postgres_url, traffic):  # noqa: F811
+def test_a_request_id_stored_meanwhile_is_a_duplicate_request(postgres_url, traffic):
     [first, *_] = [writes for writes in traffic[MS] if writes.control_requests]
     store = _replayed(postgres_url(), [first], together=True, monkeypatch=pytest.MonkeyPatch())
     again = copy.deepcopy(first)
