@@ -44,7 +44,9 @@ def _shape(table: Table, names: tuple, dialect: Dialect):
 
 def insert_values(table: Table, rows: list[dict], dialect: Dialect) -> tuple[str, list[Any]] | None:
     """``INSERT INTO table (...) VALUES (...), ...`` of ``rows`` (all with the same keys) and
-    its parameters in order; None for a shape Core must write."""
+    its parameters in order; None for a shape Core must write (or no rows)."""
+    if not rows:
+        return None
     first = rows[0].keys()
     if any(row.keys() != first for row in rows):
         return None
