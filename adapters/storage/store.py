@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +16,7 @@ from eventlet import tpool
 from eventlet.semaphore import Semaphore
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -61,8 +63,8 @@ def make_engine(url: str) -> Engine:
             engine.dialect.do_commit = lambda dbapi_connection: tpool.execute(commit, dbapi_connection)
         return engine
     _memoize_pg8000_paramstyle()
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                           insertmanyvalues_page_size=500)
+    engine = create_engine(url, pool_size=10, max_overflow=10, insertmanyvalues_page_size=500)
+    _ping_when_idle(engine)
     # Batched inserts as multi-row VALUES pages (pg8000 would send one statement per row).
     engine.dialect.use_insertmanyvalues_wo_returning = True
 
@@ -75,6 +77,39 @@ def make_engine(url: str) -> Engine:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     return engine
+
+
+# A pooled PostgreSQL connection is pinged before use only after this long unused.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, for connections that have been idle: it pings on every
+    checkout, a round trip of its own for every transaction (a sent clue's transaction makes
+    five others). A connection back in use within PING_AFTER_IDLE_SECONDS is taken as it is;
+    one that was broken meanwhile (the server restarted) fails that transaction, and
+    SQLAlchemy then discards every connection the pool held (a disconnect invalidates the
+    pool), so the next transaction gets a fresh one. An idle one is pinged, and replaced when
+    the ping fails (DisconnectionError: the pool checks out another)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection, record):
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"a pooled connection did not answer: {error}") from error
 
 
 def _memoize_pg8000_paramstyle() -> None:
