@@ -18,7 +18,7 @@ from adapters.storage.repository import AUDIT, CONTROL_REQUESTS, MESSAGES, NodeR
 from adapters.storage.store import Store
 from tests.integration.conftest import POSTGRES_ADMIN_URL
 from tests.unit import test_direct_statements
-from tests.unit.test_direct_statements import MS, PS, TABLES
+from tests.unit.test_direct_statements import MS, PS, _stored
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +55,6 @@ def _replayed(url: str, writes_list, *, together: bool, monkeypatch) -> Store:
             with store.transaction() as repo:
                 repo.write(copy.deepcopy(writes))
     return store
-
-
-def _stored(store: Store) -> dict[str, list[tuple]]:
-    with store.engine.connect() as connection:
-        return {table.name: [tuple(row) for row in connection.exec_driver_sql(
-                    f"SELECT * FROM {table.name} ORDER BY 1").all()] for table in TABLES}
 
 
 @pytest.mark.parametrize("agency", [MS, PS])
