@@ -51,6 +51,17 @@ def _remembered(compile_shape: Callable, maxsize: int) -> Callable:
     return compiled
 
 
+def scalar_defaults(compiled) -> dict[str, Any] | None:
+    """The Python-side defaults Core fills in for the columns an INSERT leaves out, by column
+    key; None when one is computed per row (callers then leave the insert to Core)."""
+    defaults = {}
+    for column in compiled.insert_prefetch:
+        if column.default is None or not column.default.is_scalar:
+            return None
+        defaults[column.key] = column.default.arg
+    return defaults
+
+
 def _run(call: Callable, sql: str, parameters):
     try:
         return call(sql, parameters)
@@ -98,11 +109,9 @@ class DirectStatements:
         if unknown:
             raise NotDirect(f"not columns of {table.name}: {unknown}")
         compiled = insert(table).compile(dialect=self.dialect, column_keys=list(names))
-        defaults = {}
-        for column in compiled.insert_prefetch:  # Python-side defaults of the columns not given
-            if column.default is None or not column.default.is_scalar:
-                raise NotDirect(f"{table.name}.{column.key} has a default computed per row")
-            defaults[column.key] = column.default.arg
+        defaults = scalar_defaults(compiled)
+        if defaults is None:
+            raise NotDirect(f"{table.name} has a default computed per row")
         order = list(compiled.positiontup or [])  # the table's column order, not the rows'
         if sorted(order) != sorted([*names, *defaults]):
             raise NotDirect(f"unexpected parameters {order} for {[*names, *defaults]}")

@@ -21,25 +21,29 @@ from typing import Any
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 
+from .direct import scalar_defaults
+
 
 @functools.lru_cache(maxsize=256)
 def _shape(table: Table, names: tuple, dialect: Dialect):
     if any(name not in table.c for name in names):
         return None
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
-    defaults = {}
-    for column in compiled.insert_prefetch:  # Python-side defaults of the columns not given
-        if column.default is None or not column.default.is_scalar:
-            return None
-        defaults[column.key] = column.default.arg
+    defaults = scalar_defaults(insert(table).compile(dialect=dialect, column_keys=list(names)))
+    if defaults is None:
+        return None
     keys = [*names, *defaults]
     columns = [table.c[key] for key in keys]
     quote = dialect.identifier_preparer.quote
     into = f'{quote(table.name)} ({", ".join(quote(column.name) for column in columns)})'
-    row = "(" + ", ".join(f"%s::{column.type.compile(dialect=dialect)}" for column in columns) + ")"
-    processors = tuple(column.type.bind_processor(dialect) for column in columns)
+    row, processors = cast_row(columns, dialect)
     slots = tuple((key, key not in defaults, defaults.get(key)) for key in keys)
     return into, row, processors, slots
+
+
+def cast_row(columns, dialect: Dialect) -> tuple[str, tuple]:
+    """``(%s::type, ...)`` for ``columns``, and each one's bind processing."""
+    row = "(" + ", ".join(f"%s::{column.type.compile(dialect=dialect)}" for column in columns) + ")"
+    return row, tuple(column.type.bind_processor(dialect) for column in columns)
 
 
 def insert_values(table: Table, rows: list[dict], dialect: Dialect) -> tuple[str, list[Any]] | None:

@@ -263,8 +263,8 @@ class NodeRepository:
         chained in order under one lock of the chain's head."""
         new_rows = [(MESSAGES, writes.messages), (OUTBOX, writes.outbox), (INBOX, writes.inbox),
                     (QUARANTINE, writes.quarantine), (REFERRALS, list(writes.referrals_new.values()))]
-        requests_stored = self._postgresql and self._insert_together_pg(new_rows, writes.control_requests)
-        if not requests_stored:
+        together = self._postgresql and self._insert_together_pg(new_rows, writes.control_requests)
+        if not together:  # each table apart, the request ids below
             for table, rows in new_rows:
                 self._insert_many(table, rows)
         self._update_many(REFERRALS, "referral_id", [(k, None, v) for k, v in writes.referrals_changed.items()])
@@ -274,7 +274,7 @@ class NodeRepository:
         self._insert_many(RECONCILIATIONS, writes.reconciliations)
         self._update_many(RECONCILIATIONS, "summary_message_id",
                           [(k, None, v) for k, v in writes.reconciliation_updates.items()])
-        if writes.control_requests and not requests_stored:
+        if writes.control_requests and not together:
             try:
                 with self.session.begin_nested():
                     self._insert_many(CONTROL_REQUESTS, writes.control_requests)
@@ -343,8 +343,7 @@ class NodeRepository:
         Values go through each column's own bind processing and are cast to its type."""
         dialect = self.session.get_bind().dialect
         columns = [table.c[key], table.c[guard] if guard else table.c[key]] + [table.c[name] for name in names]
-        processors = [c.type.bind_processor(dialect) for c in columns]
-        types = [c.type.compile(dialect=dialect) for c in columns]
+        row_sql, processors = pg_statements.cast_row(columns, dialect)
         aliases = ["b_key", "b_guard"] + [f"b_{name}" for name in names]
         assignments = ", ".join(f'"{name}" = v."b_{name}"' for name in names)
         condition = f't."{key}" = v.b_key' + (f' AND t."{guard}" = v.b_guard' if guard else "")
@@ -352,7 +351,6 @@ class NodeRepository:
         connection = self.session.connection()
         for start in range(0, len(rows), size):
             page = rows[start:start + size]
-            row_sql = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
             params = []
             for row in page:
                 params.extend(p(v) if p is not None and v is not None else v for p, v in zip(processors, row))
