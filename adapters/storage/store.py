@@ -65,6 +65,13 @@ def make_engine(url: str) -> Engine:
     _memoize_pg8000_paramstyle()
     engine = create_engine(url, pool_size=10, max_overflow=10, insertmanyvalues_page_size=500)
     _ping_when_idle(engine)
+
+    @event.listens_for(engine, "do_connect")
+    def _one_trip(_dialect, _record, cargs, cparams):
+        # pg8000's own connection waits for three answers per statement (adapters/storage/pg_wire.py).
+        from .pg_wire import OneTripConnection
+        return OneTripConnection(*cargs, **cparams)
+
     # Batched inserts as multi-row VALUES pages (pg8000 would send one statement per row).
     engine.dialect.use_insertmanyvalues_wo_returning = True
 

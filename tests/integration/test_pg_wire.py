@@ -1,0 +1,169 @@
+"""pg8000's connection with one round trip per statement (adapters/storage/pg_wire.py), on a
+real PostgreSQL: the same answers and errors as pg8000's own connection, one write to the
+server per statement, and a transaction's BEGIN carried by its first statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pg8000
+import pytest
+import sqlalchemy
+
+from adapters.storage.pg_wire import OneTripConnection
+from adapters.storage.store import make_engine
+from tests.integration.conftest import POSTGRES_ADMIN_URL
+
+pytestmark = pytest.mark.integration
+
+# Every kind of statement the nodes send, with parameters of the types they bind.
+STATEMENTS = [
+    ("SELECT %s::int + 1, %s::text, %s::bool, %s::numeric", (41, "线索", True, "1.50")),
+    ("SELECT %s::timestamptz", (dt.datetime(2026, 12, 4, 8, 30, tzinfo=dt.timezone.utc),)),
+    ("SELECT %s::jsonb -> 'a', %s::text IS NULL", ('{"a": [1, "二"]}', None)),
+    ("INSERT INTO wire (id, body) VALUES (%s, %s), (%s, %s)", (1, "one", 2, "two")),
+    ("UPDATE wire SET body = body || %s WHERE id >= %s", ("!", 1)),
+    ("SELECT id, body FROM wire ORDER BY id", ()),
+    ("WITH gone AS (DELETE FROM wire WHERE id = %s RETURNING id) SELECT count(*) FROM gone", (2,)),
+    ("SELECT id FROM wire WHERE id = %s", (99,)),  # no rows
+    ("SELECT 1 WHERE false", ()),
+]
+
+
+@pytest.fixture
+def database():
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"cluebus_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _connect(kind, database):
+    connection = kind("postgres", host="127.0.0.1", database=database)
+    cursor = connection.cursor()
+    cursor.execute("CREATE TABLE IF NOT EXISTS wire (id int PRIMARY KEY, body text)")
+    cursor.execute("TRUNCATE wire")
+    connection.commit()
+    return connection
+
+
+def _run(connection, statement, values):
+    cursor = connection.cursor()
+    cursor.execute(statement, values) if values else cursor.execute(statement)
+    rows = cursor.fetchall() if cursor.description else None
+    return rows, cursor.rowcount, [column[0] for column in cursor.description or ()]
+
+
+def _failure(connection, statement, values):
+    with pytest.raises(pg8000.DatabaseError) as raised:
+        connection.cursor().execute(statement, values)
+    return raised.value.args[0]["C"]
+
+
+class _Writes:
+    """How many times the connection hands its buffer to the server (one per round trip)."""
+
+    def __init__(self, connection):
+        self.count = 0
+        flush = connection._sock.flush
+
+        def counted():
+            self.count += 1
+            return flush()
+        connection._sock.flush = counted
+
+
+def test_every_statement_answers_as_with_pg8000s_own_connection(database):
+    theirs, ours = _connect(pg8000.connect, database), _connect(OneTripConnection, database)
+    try:
+        for statement, values in STATEMENTS:
+            expected = _run(theirs, statement, values)
+            theirs.rollback()
+            assert _run(ours, statement, values) == expected, statement
+            ours.rollback()
+    finally:
+        theirs.close()
+        ours.close()
+
+
+def test_a_transaction_costs_one_round_trip_per_statement_and_its_begin_none(database):
+    connection = _connect(OneTripConnection, database)
+    writes = _Writes(connection)
+    cursor = connection.cursor()
+    for number in range(5):
+        cursor.execute("INSERT INTO wire (id, body) VALUES (%s, %s)", (number, str(number)))
+    connection.commit()
+    assert writes.count == 6  # five statements and the commit; BEGIN went with the first
+    cursor.execute("SELECT count(*) FROM wire")
+    assert cursor.fetchall() == ([5],)
+    connection.commit()
+    connection.close()
+
+
+def test_errors_are_the_servers_and_leave_the_connection_usable(database):
+    theirs, ours = _connect(pg8000.connect, database), _connect(OneTripConnection, database)
+    failing = [("SELEC %s", (1,)),                                   # fails at Parse
+               ("SELECT %s::int", ("not a number",)),                # fails at Bind
+               ("INSERT INTO wire (id) VALUES (%s), (%s)", (7, 7)),  # fails at Execute
+               ("SELECT * FROM no_such_table WHERE id = %s", (1,))]
+    try:
+        for statement, values in failing:
+            expected = _failure(theirs, statement, values)
+            theirs.rollback()
+            # First in its transaction (the BEGIN goes with it) and after another statement.
+            assert _failure(ours, statement, values) == expected, statement
+            ours.rollback()
+            _run(ours, "SELECT %s::int", (1,))
+            assert _failure(ours, statement, values) == expected, statement
+            ours.rollback()
+            assert _run(ours, "SELECT %s::int", (2,))[0] == ([2],)
+            ours.commit()
+    finally:
+        theirs.close()
+        ours.close()
+
+
+def test_a_statement_after_a_failure_in_the_same_transaction_is_refused(database):
+    connection = _connect(OneTripConnection, database)
+    _failure(connection, "SELEC %s", (1,))
+    with pytest.raises(pg8000.DatabaseError) as raised:
+        connection.cursor().execute("SELECT %s::int", (1,))
+    assert raised.value.args[0]["C"] == "25P02"  # in failed transaction
+    connection.rollback()
+    connection.close()
+
+
+def test_a_transaction_without_statements_commits_and_rolls_back(database):
+    connection = _connect(OneTripConnection, database)
+    connection.cursor().execute("SELECT 1")  # a statement without parameters goes as a simple query
+    connection.commit()
+    connection.execute_simple("begin transaction")  # BEGIN waiting in the buffer
+    connection.commit()
+    connection.execute_simple("begin transaction")
+    connection.rollback()
+    assert _run(connection, "SELECT %s::text", ("still in step",))[0] == (["still in step"],)
+    connection.commit()
+    connection.close()
+
+
+def test_the_nodes_engines_use_it_and_committed_work_is_stored(database):
+    engine = make_engine(f"postgresql+pg8000://postgres@127.0.0.1:5432/{database}")
+    try:
+        with engine.begin() as connection:
+            assert isinstance(connection.connection.dbapi_connection, OneTripConnection)
+            connection.exec_driver_sql("CREATE TABLE kept (id int PRIMARY KEY)")
+            connection.execute(sqlalchemy.text("INSERT INTO kept VALUES (:a), (:b)"), {"a": 1, "b": 2})
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("INSERT INTO kept VALUES (:a)"), {"a": 3})
+            connection.rollback()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT id FROM kept ORDER BY id").scalars().all() == [1, 2]
+    finally:
+        engine.dispose()
