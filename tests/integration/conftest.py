@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -36,6 +37,26 @@ MANAGEMENT_URI = f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:15672/"
 
 def _postgres_admin():
     return sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def fresh_postgres_database():
+    """A new, empty PostgreSQL database: its name, and a function that runs one statement as
+    the administrator (e.g. to end a server process); the database is dropped afterwards."""
+    admin = _postgres_admin()
+    name = f"cluebus_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def as_admin(statement: str):
+        with admin.connect() as connection:
+            return connection.exec_driver_sql(statement).scalar()
+    try:
+        yield name, as_admin
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

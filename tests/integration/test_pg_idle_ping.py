@@ -5,39 +5,30 @@ broken meanwhile fails one transaction, and the next gets a fresh connection."""
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
-import sqlalchemy
 from sqlalchemy.exc import DBAPIError
 
 from adapters.storage import store as store_module
 from adapters.storage.store import Store
-from tests.integration.conftest import POSTGRES_ADMIN_URL
+from tests.integration.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def pg_store():
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"cluebus_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    store = Store(f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}")
-    store.create_schema()
+    with fresh_postgres_database() as (name, as_admin):
+        store = Store(f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}")
+        store.create_schema()
 
-    def kill_backend(pid: int) -> None:
-        with admin.connect() as connection:
-            assert connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+        def kill_backend(pid: int) -> None:
+            assert as_admin(f"SELECT pg_terminate_backend({int(pid)})")
 
-    try:
-        yield store, kill_backend
-    finally:
-        store.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        try:
+            yield store, kill_backend
+        finally:
+            store.dispose()
 
 
 def _backend(store: Store) -> int:

@@ -5,7 +5,6 @@ server per statement, and a transaction's BEGIN carried by its first statement."
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pg8000
 import pytest
@@ -13,7 +12,7 @@ import sqlalchemy
 
 from adapters.storage.pg_wire import OneTripConnection
 from adapters.storage.store import make_engine
-from tests.integration.conftest import POSTGRES_ADMIN_URL
+from tests.integration.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +32,19 @@ STATEMENTS = [
 
 @pytest.fixture
 def database():
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"cluebus_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_postgres_database() as (name, _):
         yield name
+
+
+@pytest.fixture
+def both(database):
+    """pg8000's own connection and ours, to the same database."""
+    theirs, ours = _connect(pg8000.connect, database), _connect(OneTripConnection, database)
+    try:
+        yield theirs, ours
     finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        theirs.close()
+        ours.close()
 
 
 def _connect(kind, database):
@@ -80,17 +82,13 @@ class _Writes:
         connection._sock.flush = counted
 
 
-def test_every_statement_answers_as_with_pg8000s_own_connection(database):
-    theirs, ours = _connect(pg8000.connect, database), _connect(OneTripConnection, database)
-    try:
-        for statement, values in STATEMENTS:
-            expected = _run(theirs, statement, values)
-            theirs.rollback()
-            assert _run(ours, statement, values) == expected, statement
-            ours.rollback()
-    finally:
-        theirs.close()
-        ours.close()
+def test_every_statement_answers_as_with_pg8000s_own_connection(both):
+    theirs, ours = both
+    for statement, values in STATEMENTS:
+        expected = _run(theirs, statement, values)
+        theirs.rollback()
+        assert _run(ours, statement, values) == expected, statement
+        ours.rollback()
 
 
 def test_a_transaction_costs_one_round_trip_per_statement_and_its_begin_none(database):
@@ -107,27 +105,23 @@ def test_a_transaction_costs_one_round_trip_per_statement_and_its_begin_none(dat
     connection.close()
 
 
-def test_errors_are_the_servers_and_leave_the_connection_usable(database):
-    theirs, ours = _connect(pg8000.connect, database), _connect(OneTripConnection, database)
+def test_errors_are_the_servers_and_leave_the_connection_usable(both):
+    theirs, ours = both
     failing = [("SELEC %s", (1,)),                                   # fails at Parse
                ("SELECT %s::int", ("not a number",)),                # fails at Bind
                ("INSERT INTO wire (id) VALUES (%s), (%s)", (7, 7)),  # fails at Execute
                ("SELECT * FROM no_such_table WHERE id = %s", (1,))]
-    try:
-        for statement, values in failing:
-            expected = _failure(theirs, statement, values)
-            theirs.rollback()
-            # First in its transaction (the BEGIN goes with it) and after another statement.
-            assert _failure(ours, statement, values) == expected, statement
-            ours.rollback()
-            _run(ours, "SELECT %s::int", (1,))
-            assert _failure(ours, statement, values) == expected, statement
-            ours.rollback()
-            assert _run(ours, "SELECT %s::int", (2,))[0] == ([2],)
-            ours.commit()
-    finally:
-        theirs.close()
-        ours.close()
+    for statement, values in failing:
+        expected = _failure(theirs, statement, values)
+        theirs.rollback()
+        # First in its transaction (the BEGIN goes with it) and after another statement.
+        assert _failure(ours, statement, values) == expected, statement
+        ours.rollback()
+        _run(ours, "SELECT %s::int", (1,))
+        assert _failure(ours, statement, values) == expected, statement
+        ours.rollback()
+        assert _run(ours, "SELECT %s::int", (2,))[0] == ([2],)
+        ours.commit()
 
 
 def test_a_statement_after_a_failure_in_the_same_transaction_is_refused(database):
