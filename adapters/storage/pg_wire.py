@@ -3,8 +3,8 @@
 pg8000 (1.31) sends a statement with parameters in three exchanges, each waiting for the
 server's answer: Parse, then Describe, then Bind and Execute, each ended by its own Sync. Nothing
 it sends depends on those answers (every parameter and result goes as text), so here the five
-messages go in one write and the answers are read in one pass: the same messages, in the
-same order, with one Sync. ``commit`` and ``rollback`` are such statements too. The
+messages are sent together (one flush of pg8000's buffer) and the answers are read in one
+pass: the same messages, in the same order, with one Sync. ``commit`` and ``rollback`` are such statements too. The
 ``begin transaction`` that pg8000 sends before a transaction's first statement waits in the
 buffer and goes with that statement, its answer read first.
 
