@@ -10,6 +10,7 @@ import pg8000
 import pytest
 import sqlalchemy
 
+from adapters.storage import pg_wire
 from adapters.storage.pg_wire import OneTripConnection
 from adapters.storage.store import make_engine
 from tests.integration.conftest import fresh_postgres_database
@@ -161,3 +162,151 @@ def test_the_nodes_engines_use_it_and_committed_work_is_stored(database):
             assert connection.exec_driver_sql("SELECT id FROM kept ORDER BY id").scalars().all() == [1, 2]
     finally:
         engine.dispose()
+
+
+# -- statements kept prepared ------------------------------------------------------------
+
+def _kept_on_server(connection) -> list[str]:
+    cursor = connection.cursor()
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'cluebus_%%' ORDER BY name")
+    return [row[0] for row in cursor.fetchall()]
+
+
+class _Sent:
+    """Everything the connection writes to the server."""
+
+    def __init__(self, connection):
+        self.data = bytearray()
+        write = connection._sock.write
+
+        def sent(data):
+            self.data += data
+            return write(data)
+        connection._sock.write = sent
+
+
+def test_a_statement_run_again_answers_the_same_from_a_kept_statement(both):
+    theirs, ours = both
+    for statement, values in STATEMENTS:
+        expected = _run(theirs, statement, values)
+        theirs.rollback()
+        for _ in range(pg_wire.PREPARE_AFTER + 2):  # unnamed, then made, then kept
+            assert _run(ours, statement, values) == expected, statement
+            ours.rollback()
+    with_values = {statement for statement, values in STATEMENTS if values}
+    assert len(ours._kept) == len(with_values)  # those with parameters only
+    assert len(_kept_on_server(ours)) == len(with_values)
+
+
+def test_a_kept_statement_goes_without_its_text(database):
+    connection = _connect(OneTripConnection, database)
+    cursor = connection.cursor()
+    statement = "SELECT %s::int * 2 AS doubled_value_from_a_kept_statement"
+    for number in range(pg_wire.PREPARE_AFTER):
+        cursor.execute(statement, (number,))
+    sent = _Sent(connection)
+    cursor.execute(statement, (21,))
+    assert cursor.fetchall() == ([42],) and [column[0] for column in cursor.description] == [
+        "doubled_value_from_a_kept_statement"]
+    assert b"doubled_value" not in sent.data and b"21" in sent.data
+    connection.commit()
+    assert "commit" not in connection._kept  # no parameters: never kept
+    connection.close()
+
+
+def test_a_kept_statement_that_fails_is_closed_and_made_again(database):
+    connection = _connect(OneTripConnection, database)
+    cursor = connection.cursor()
+    insert = "INSERT INTO wire (id, body) VALUES (%s, %s)"
+    for number in range(3):
+        cursor.execute(insert, (number, "kept"))
+    connection.commit()
+    [name] = _kept_on_server(connection)
+    with pytest.raises(pg8000.DatabaseError) as raised:
+        cursor.execute(insert, (1, "again"))
+    assert raised.value.args[0]["C"] == "23505"
+    connection.rollback()
+    assert _kept_on_server(connection) == []  # closed with the next statement
+    for number in range(3, 6):
+        cursor.execute(insert, (number, "kept"))
+    connection.commit()
+    assert _kept_on_server(connection) not in ([], [name])
+    cursor.execute("SELECT count(*) FROM wire")
+    assert cursor.fetchall() == ([6],)
+    connection.commit()
+    connection.close()
+
+
+def test_a_schema_changed_under_a_kept_statement_fails_one_transaction(database):
+    connection = _connect(OneTripConnection, database)
+    cursor = connection.cursor()
+    select = "SELECT * FROM wire WHERE id = %s"
+    cursor.execute("INSERT INTO wire VALUES (1, 'one')")
+    for _ in range(3):
+        cursor.execute(select, (1,))
+    connection.commit()
+    cursor.execute("ALTER TABLE wire ADD COLUMN added int")
+    connection.commit()
+    with pytest.raises(pg8000.DatabaseError) as raised:
+        cursor.execute(select, (1,))
+    assert raised.value.args[0]["C"] == "0A000"  # cached plan must not change result type
+    connection.rollback()
+    cursor.execute(select, (1,))
+    assert cursor.fetchall() == ([1, "one", None],)
+    connection.commit()
+    connection.close()
+
+
+def test_statements_the_session_lost_are_all_forgotten_at_the_first_missing(database):
+    connection = _connect(OneTripConnection, database)
+    cursor = connection.cursor()
+    texts = ["SELECT %s::int + 1", "SELECT %s::int + 2"]
+    for text in texts * 3:
+        cursor.execute(text, (1,))
+    connection.commit()
+    assert len(connection._kept) == 2
+    cursor.execute("DEALLOCATE ALL")
+    connection.commit()
+    with pytest.raises(pg8000.DatabaseError) as raised:
+        cursor.execute(texts[0], (1,))
+    assert raised.value.args[0]["C"] == "26000"
+    connection.rollback()
+    assert connection._kept == {}
+    for text in texts:
+        cursor.execute(text, (1,))  # unnamed again, then made again
+        cursor.execute(text, (1,))
+    answers = []
+    for text in texts:
+        cursor.execute(text, (1,))  # kept
+        answers += cursor.fetchall()
+    assert answers == [[2], [3]] and len(connection._kept) == 2
+    connection.commit()
+    connection.close()
+
+
+def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(database, monkeypatch):
+    monkeypatch.setattr(pg_wire, "MAX_PREPARED", 3)
+    connection = _connect(OneTripConnection, database)
+    cursor = connection.cursor()
+    texts = [f"SELECT %s::int + {number}" for number in range(6)]
+    for text in texts:
+        for _ in range(pg_wire.PREPARE_AFTER):
+            cursor.execute(text, (1,))
+    cursor.execute(texts[-1], (1,))  # a kept one: the closes of the evicted go with it
+    assert cursor.fetchall() == ([6],)
+    assert list(connection._kept) == [text.replace("%s", "$1") for text in texts[-3:]]
+    assert len(_kept_on_server(connection)) == 3
+    connection.commit()
+    connection.close()
+
+
+def test_long_texts_are_not_kept(database, monkeypatch):
+    monkeypatch.setattr(pg_wire, "MAX_PREPARED_TEXT", 40)
+    connection = _connect(OneTripConnection, database)
+    cursor = connection.cursor()
+    for _ in range(4):
+        cursor.execute("SELECT %s::int AS a_name_that_makes_this_text_long", (1,))
+        cursor.execute("SELECT %s::int", (1,))
+    assert list(connection._kept) == ["SELECT $1::int"]
+    connection.commit()
+    connection.close()
