@@ -38,6 +38,16 @@ def database():
 
 
 @pytest.fixture
+def connection(database):
+    """Our connection, to a database with the table ``wire``."""
+    ours = _connect(OneTripConnection, database)
+    try:
+        yield ours
+    finally:
+        ours.close()
+
+
+@pytest.fixture
 def both(database):
     """pg8000's own connection and ours, to the same database."""
     theirs, ours = _connect(pg8000.connect, database), _connect(OneTripConnection, database)
@@ -70,31 +80,45 @@ def _failure(connection, statement, values):
     return raised.value.args[0]["C"]
 
 
-class _Writes:
-    """How many times the connection hands its buffer to the server (one per round trip)."""
+def _kept_on_server(connection) -> list[str]:
+    cursor = connection.cursor()
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'cluebus_%%' ORDER BY name")
+    return [row[0] for row in cursor.fetchall()]
+
+
+class _Wire:
+    """What the connection sends: ``count``, how many times it hands its buffer to the
+    server (one per round trip), and ``data``, every byte written."""
 
     def __init__(self, connection):
-        self.count = 0
-        flush = connection._sock.flush
+        self.count, self.data = 0, bytearray()
+        flush, write = connection._sock.flush, connection._sock.write
 
         def counted():
             self.count += 1
             return flush()
-        connection._sock.flush = counted
+
+        def written(data):
+            self.data += data
+            return write(data)
+        connection._sock.flush, connection._sock.write = counted, written
 
 
-def test_every_statement_answers_as_with_pg8000s_own_connection(both):
+def test_every_statement_answers_as_with_pg8000s_own_connection_once_and_kept(both):
     theirs, ours = both
     for statement, values in STATEMENTS:
         expected = _run(theirs, statement, values)
         theirs.rollback()
-        assert _run(ours, statement, values) == expected, statement
-        ours.rollback()
+        for _ in range(pg_wire.PREPARE_AFTER + 2):  # unnamed, then made, then kept
+            assert _run(ours, statement, values) == expected, statement
+            ours.rollback()
+    with_values = {statement for statement, values in STATEMENTS if values}
+    assert len(ours._kept) == len(with_values)  # those with parameters only
+    assert len(_kept_on_server(ours)) == len(with_values)
 
 
-def test_a_transaction_costs_one_round_trip_per_statement_and_its_begin_none(database):
-    connection = _connect(OneTripConnection, database)
-    writes = _Writes(connection)
+def test_a_transaction_costs_one_round_trip_per_statement_and_its_begin_none(connection):
+    writes = _Wire(connection)
     cursor = connection.cursor()
     for number in range(5):
         cursor.execute("INSERT INTO wire (id, body) VALUES (%s, %s)", (number, str(number)))
@@ -103,7 +127,6 @@ def test_a_transaction_costs_one_round_trip_per_statement_and_its_begin_none(dat
     cursor.execute("SELECT count(*) FROM wire")
     assert cursor.fetchall() == ([5],)
     connection.commit()
-    connection.close()
 
 
 def test_errors_are_the_servers_and_leave_the_connection_usable(both):
@@ -125,18 +148,15 @@ def test_errors_are_the_servers_and_leave_the_connection_usable(both):
         ours.commit()
 
 
-def test_a_statement_after_a_failure_in_the_same_transaction_is_refused(database):
-    connection = _connect(OneTripConnection, database)
+def test_a_statement_after_a_failure_in_the_same_transaction_is_refused(connection):
     _failure(connection, "SELEC %s", (1,))
     with pytest.raises(pg8000.DatabaseError) as raised:
         connection.cursor().execute("SELECT %s::int", (1,))
     assert raised.value.args[0]["C"] == "25P02"  # in failed transaction
     connection.rollback()
-    connection.close()
 
 
-def test_a_transaction_without_statements_commits_and_rolls_back(database):
-    connection = _connect(OneTripConnection, database)
+def test_a_transaction_without_statements_commits_and_rolls_back(connection):
     connection.cursor().execute("SELECT 1")  # a statement without parameters goes as a simple query
     connection.commit()
     connection.execute_simple("begin transaction")  # BEGIN waiting in the buffer
@@ -145,7 +165,6 @@ def test_a_transaction_without_statements_commits_and_rolls_back(database):
     connection.rollback()
     assert _run(connection, "SELECT %s::text", ("still in step",))[0] == (["still in step"],)
     connection.commit()
-    connection.close()
 
 
 def test_the_nodes_engines_use_it_and_committed_work_is_stored(database):
@@ -166,56 +185,21 @@ def test_the_nodes_engines_use_it_and_committed_work_is_stored(database):
 
 # -- statements kept prepared ------------------------------------------------------------
 
-def _kept_on_server(connection) -> list[str]:
-    cursor = connection.cursor()
-    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'cluebus_%%' ORDER BY name")
-    return [row[0] for row in cursor.fetchall()]
-
-
-class _Sent:
-    """Everything the connection writes to the server."""
-
-    def __init__(self, connection):
-        self.data = bytearray()
-        write = connection._sock.write
-
-        def sent(data):
-            self.data += data
-            return write(data)
-        connection._sock.write = sent
-
-
-def test_a_statement_run_again_answers_the_same_from_a_kept_statement(both):
-    theirs, ours = both
-    for statement, values in STATEMENTS:
-        expected = _run(theirs, statement, values)
-        theirs.rollback()
-        for _ in range(pg_wire.PREPARE_AFTER + 2):  # unnamed, then made, then kept
-            assert _run(ours, statement, values) == expected, statement
-            ours.rollback()
-    with_values = {statement for statement, values in STATEMENTS if values}
-    assert len(ours._kept) == len(with_values)  # those with parameters only
-    assert len(_kept_on_server(ours)) == len(with_values)
-
-
-def test_a_kept_statement_goes_without_its_text(database):
-    connection = _connect(OneTripConnection, database)
+def test_a_kept_statement_goes_without_its_text(connection):
     cursor = connection.cursor()
     statement = "SELECT %s::int * 2 AS doubled_value_from_a_kept_statement"
     for number in range(pg_wire.PREPARE_AFTER):
         cursor.execute(statement, (number,))
-    sent = _Sent(connection)
+    sent = _Wire(connection)
     cursor.execute(statement, (21,))
     assert cursor.fetchall() == ([42],) and [column[0] for column in cursor.description] == [
         "doubled_value_from_a_kept_statement"]
     assert b"doubled_value" not in sent.data and b"21" in sent.data
     connection.commit()
     assert "commit" not in connection._kept  # no parameters: never kept
-    connection.close()
 
 
-def test_a_kept_statement_that_fails_is_closed_and_made_again(database):
-    connection = _connect(OneTripConnection, database)
+def test_a_kept_statement_that_fails_is_closed_and_made_again(connection):
     cursor = connection.cursor()
     insert = "INSERT INTO wire (id, body) VALUES (%s, %s)"
     for number in range(3):
@@ -234,11 +218,9 @@ def test_a_kept_statement_that_fails_is_closed_and_made_again(database):
     cursor.execute("SELECT count(*) FROM wire")
     assert cursor.fetchall() == ([6],)
     connection.commit()
-    connection.close()
 
 
-def test_a_schema_changed_under_a_kept_statement_fails_one_transaction(database):
-    connection = _connect(OneTripConnection, database)
+def test_a_schema_changed_under_a_kept_statement_fails_one_transaction(connection):
     cursor = connection.cursor()
     select = "SELECT * FROM wire WHERE id = %s"
     cursor.execute("INSERT INTO wire VALUES (1, 'one')")
@@ -254,11 +236,9 @@ def test_a_schema_changed_under_a_kept_statement_fails_one_transaction(database)
     cursor.execute(select, (1,))
     assert cursor.fetchall() == ([1, "one", None],)
     connection.commit()
-    connection.close()
 
 
-def test_statements_the_session_lost_are_all_forgotten_at_the_first_missing(database):
-    connection = _connect(OneTripConnection, database)
+def test_statements_the_session_lost_are_all_forgotten_at_the_first_missing(connection):
     cursor = connection.cursor()
     texts = ["SELECT %s::int + 1", "SELECT %s::int + 2"]
     for text in texts * 3:
@@ -281,12 +261,10 @@ def test_statements_the_session_lost_are_all_forgotten_at_the_first_missing(data
         answers += cursor.fetchall()
     assert answers == [[2], [3]] and len(connection._kept) == 2
     connection.commit()
-    connection.close()
 
 
-def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(database, monkeypatch):
+def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(connection, monkeypatch):
     monkeypatch.setattr(pg_wire, "MAX_PREPARED", 3)
-    connection = _connect(OneTripConnection, database)
     cursor = connection.cursor()
     texts = [f"SELECT %s::int + {number}" for number in range(6)]
     for text in texts:
@@ -297,16 +275,27 @@ def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(database, 
     assert list(connection._kept) == [text.replace("%s", "$1") for text in texts[-3:]]
     assert len(_kept_on_server(connection)) == 3
     connection.commit()
-    connection.close()
 
 
-def test_long_texts_are_not_kept(database, monkeypatch):
+def test_long_texts_are_not_kept(connection, monkeypatch):
     monkeypatch.setattr(pg_wire, "MAX_PREPARED_TEXT", 40)
-    connection = _connect(OneTripConnection, database)
     cursor = connection.cursor()
     for _ in range(4):
         cursor.execute("SELECT %s::int AS a_name_that_makes_this_text_long", (1,))
         cursor.execute("SELECT %s::int", (1,))
     assert list(connection._kept) == ["SELECT $1::int"]
     connection.commit()
-    connection.close()
+
+
+def test_a_kept_statement_fails_as_an_unnamed_one_would(both):
+    theirs, ours = both
+    statement = "SELECT %s::int"
+    expected = _failure(theirs, statement, ("not a number",))  # fails at Bind
+    theirs.rollback()
+    for _ in range(pg_wire.PREPARE_AFTER):
+        assert _run(ours, statement, (5,))[0] == ([5],)
+    assert len(ours._kept) == 1
+    assert _failure(ours, statement, ("not a number",)) == expected
+    ours.rollback()
+    assert ours._kept == {} and _run(ours, statement, (6,))[0] == ([6],)
+    ours.commit()
