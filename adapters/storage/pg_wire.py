@@ -66,20 +66,22 @@ class OneTripConnection(pg8000.legacy.Connection):
                 self._runs.clear()
             self._runs[statement] = runs
         context = Context(statement, stream=stream)
+        bind = self._bind_body(NULL_BYTE, vals)  # before anything is written: it may raise
         self._send_closes()
         self._send_message(PARSE, _parse_body(NULL_BYTE, statement.encode(self._client_encoding), oids))
         self._send_message(DESCRIBE, STATEMENT + NULL_BYTE)
-        self._send_bind_execute_sync(NULL_BYTE, vals)
+        self._send_bind_execute_sync(bind)
         self.handle_messages(context)
         return context
 
     def _prepare_and_run(self, statement, vals):
         name = f"cluebus_{next(self._names)}".encode("ascii") + NULL_BYTE
         context = Context(statement)
+        bind = self._bind_body(name, vals)
         self._send_closes()
         self._send_message(PARSE, _parse_body(name, statement.encode(self._client_encoding)))
         self._send_message(DESCRIBE, STATEMENT + name)
-        self._send_bind_execute_sync(name, vals)
+        self._send_bind_execute_sync(bind)
         try:
             self.handle_messages(context)
         except Exception:
@@ -96,8 +98,9 @@ class OneTripConnection(pg8000.legacy.Connection):
         name, columns, input_funcs = kept
         self._kept.move_to_end(statement)
         context = Context(statement, columns=columns, input_funcs=input_funcs)
+        bind = self._bind_body(name, vals)
         self._send_closes()
-        self._send_bind_execute_sync(name, vals)
+        self._send_bind_execute_sync(bind)
         try:
             self.handle_messages(context)
         except Exception as error:
@@ -111,8 +114,8 @@ class OneTripConnection(pg8000.legacy.Connection):
             raise
         return context
 
-    def _send_bind_execute_sync(self, statement_name: bytes, vals) -> None:
-        self._send_message(BIND, self._bind_body(statement_name, make_params(self.py_types, vals)))
+    def _send_bind_execute_sync(self, bind: bytearray) -> None:
+        self._send_message(BIND, bind)
         _write(self._sock, EXECUTE_MSG)
         _write(self._sock, SYNC_MSG)
         _flush(self._sock)
@@ -122,9 +125,10 @@ class OneTripConnection(pg8000.legacy.Connection):
             self._send_message(CLOSE, STATEMENT + name)
         self._to_close = []
 
-    def _bind_body(self, statement_name: bytes, params) -> bytearray:
+    def _bind_body(self, statement_name: bytes, vals) -> bytearray:
         """Bind of a statement to the unnamed portal: every value as text (as pg8000's
         send_BIND), every result as text."""
+        params = make_params(self.py_types, vals)
         message = bytearray(NULL_BYTE + statement_name + H_pack(0) + H_pack(len(params)))
         for value in params:
             if value is None:

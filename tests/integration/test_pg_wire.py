@@ -299,3 +299,21 @@ def test_a_kept_statement_fails_as_an_unnamed_one_would(both):
     ours.rollback()
     assert ours._kept == {} and _run(ours, statement, (6,))[0] == ([6],)
     ours.commit()
+
+
+class _Unwritable:
+    def __str__(self):
+        raise ValueError("cannot be written")
+
+
+def test_a_value_that_cannot_be_written_leaves_nothing_half_sent(connection):
+    cursor = connection.cursor()
+    for _ in range(2):
+        for statement in ("SELECT %s::text AS one", "SELECT %s::text AS kept"):
+            with pytest.raises(ValueError):
+                cursor.execute(statement, (_Unwritable(),))  # raised before anything is written
+            cursor.execute("SELECT %s::text AS kept", ("x",))
+            assert cursor.fetchall() == (["x"],) and cursor.description[0][0] == "kept"
+    cursor.execute("INSERT INTO wire VALUES (%s, %s)", (1, "after"))
+    assert cursor.description is None and cursor.rowcount == 1
+    connection.commit()
