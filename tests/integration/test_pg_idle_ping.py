@@ -5,7 +5,6 @@ broken meanwhile fails one transaction, and the next gets a fresh connection."""
 
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy.exc import DBAPIError
 

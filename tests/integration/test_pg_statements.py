@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import copy
 import uuid
+from contextlib import ExitStack
 
 import pytest
-import sqlalchemy
 
 from adapters.storage import pg_statements
 from adapters.storage.exceptions import DuplicateRequest
 from adapters.storage.repository import AUDIT, CONTROL_REQUESTS, MESSAGES, NodeRepository
 from adapters.storage.store import Store
-from tests.integration.conftest import POSTGRES_ADMIN_URL
+from tests.integration.conftest import fresh_postgres_database
 from tests.unit import test_direct_statements
 from tests.unit.test_direct_statements import MS, PS, _stored
 
@@ -27,22 +27,11 @@ traffic = test_direct_statements.traffic  # the same round of traffic, as a fixt
 
 @pytest.fixture
 def postgres_url():
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    made = []
-
-    def make() -> str:
-        name = f"cluebus_test_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}"
-    try:
+    with ExitStack() as databases:
+        def make() -> str:
+            name, _ = databases.enter_context(fresh_postgres_database())
+            return f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}"
         yield make
-    finally:
-        with admin.connect() as connection:
-            for name in made:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _replayed(url: str, writes_list, *, together: bool, monkeypatch) -> Store:

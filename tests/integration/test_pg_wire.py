@@ -1,6 +1,7 @@
 """pg8000's connection with one round trip per statement (adapters/storage/pg_wire.py), on a
-real PostgreSQL: the same answers and errors as pg8000's own connection, one write to the
-server per statement, and a transaction's BEGIN carried by its first statement."""
+real PostgreSQL: the same answers and errors as pg8000's own connection, one flush per
+statement, a transaction's BEGIN carried by its first statement, and statements run again
+kept prepared (made, kept, closed, made again after a failure, forgotten when lost)."""
 
 from __future__ import annotations
 
