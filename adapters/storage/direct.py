@@ -9,7 +9,7 @@ as ``NodeRepository._update_from_values`` does on PostgreSQL), Python-side scala
 filled in as Core fills them, results go through each column's result processing, and driver
 errors come out as SQLAlchemy's (an ``IntegrityError`` stays an ``IntegrityError``).
 
-PostgreSQL keeps the Core path: there the engine turns many rows into multi-row VALUES pages.
+PostgreSQL has its own (adapters/storage/pg_direct.py): the same reads, on pg8000's cursor.
 """
 
 from __future__ import annotations
@@ -69,19 +69,32 @@ def _run(call: Callable, sql: str, parameters):
         raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
 
 
-class DirectStatements:
-    """One per SQLite engine; shapes compiled on first use."""
+class CompiledShapes:
+    """What the direct statements of both databases share: SQLAlchemy writes each shape's SQL
+    once for the dialect, with each parameter's bind processing and each result column's
+    processing. A subclass names its dialect and placeholder and runs the SQL on its driver
+    (``_rows``)."""
+
+    DIALECT = ""
+    MARK = ""
 
     def __init__(self, dialect: Dialect):
-        if dialect.name != "sqlite":
-            raise ValueError("direct statements are for SQLite")
+        if dialect.name != self.DIALECT:
+            raise ValueError(f"{type(self).__name__} is for {self.DIALECT}, not {dialect.name}")
         self.dialect = dialect
         # Per instance (not functools.lru_cache on the methods, which would keep every
         # instance alive); keyed by the statements and tables, which live as long.
-        self._insert = _remembered(self._compile_insert, 128)
         self._select = _remembered(self._compile_select, 256)
         self._bound = _remembered(self._compile_bound, 128)
         self._results = _remembered(self._compile_results, 128)
+
+    def connection_of(self, connection):
+        """What ``_rows`` runs on, from the transaction's SQLAlchemy connection."""
+        raise NotImplementedError
+
+    def _rows(self, connection, sql: str, parameters) -> list:
+        """The rows ``sql`` gives (none for a statement without)."""
+        raise NotImplementedError
 
     # The dialect's own form of a type (SQLite's DATETIME writes and reads its text form; a
     # TypeDecorator wraps that), as Core processes it.
@@ -90,6 +103,73 @@ class DirectStatements:
 
     def _reader(self, type_) -> Processor:
         return type_.dialect_impl(self.dialect).result_processor(self.dialect, None)
+
+    # -- selects by ids -------------------------------------------------------------------
+    def rows_by(self, connection, table: Table, key: str, ids: list[str], columns: tuple, *,
+                for_update: bool = False) -> list[dict]:
+        """``SELECT columns FROM table WHERE key IN (ids)`` as dicts; ``for_update`` locks
+        them where the database has row locks (SQLite has none: its writer holds the whole
+        database, BEGIN IMMEDIATE)."""
+        sql, key_processor, results = self._select(table, key, columns, len(ids), for_update)
+        parameters = tuple(ids) if key_processor is None else tuple(key_processor(i) for i in ids)
+        return [{name: value if process is None else process(value)
+                 for (name, process), value in zip(results, row)}
+                for row in self._rows(connection, sql, parameters)]
+
+    def _compile_select(self, table: Table, key: str, columns: tuple, count: int, for_update: bool):
+        query = select(*[table.c[name] for name in columns])
+        base = query.compile(dialect=self.dialect).string
+        quoted = self.dialect.identifier_preparer.quote
+        sql = f"{base} \nWHERE {quoted(table.name)}.{quoted(key)} IN ({', '.join([self.MARK] * count)})"
+        if for_update:
+            # The dialect's own locking clause (SQLite's compiler writes none).
+            sql += self.dialect.statement_compiler(self.dialect, None).for_update_clause(query.with_for_update())
+        results = tuple((name, self._reader(table.c[name].type)) for name in columns)
+        return sql, self._binder(table.c[key].type), results
+
+    # -- statements of bound parameters (UPDATEs, the audit head) ---------------------------
+    def fetch(self, connection, statement, parameters: dict | None = None) -> list[dict]:
+        """The rows of a SELECT of bound parameters, as dicts by column name."""
+        sql, names, processors, constants = self._bound(statement)
+        values = _apply(processors, [constants[n] if n in constants else parameters[n] for n in names])
+        results = self._results(statement)
+        return [{name: value if process is None else process(value)
+                 for (name, process), value in zip(results, row)}
+                for row in self._rows(connection, sql, values)]
+
+    def _compile_bound(self, statement) -> tuple[str, tuple, tuple, dict]:
+        """SQL, parameter names in order, their bind processing (from the types SQLAlchemy gave
+        them: a column's, when compared with or assigned to one), and the values of the
+        literals the statement holds (``id == 1``)."""
+        compiled = statement.compile(dialect=self.dialect)
+        names = tuple(compiled.positiontup or ())
+        if any(bind.expanding for bind in compiled.binds.values()):
+            raise NotDirect("expanding parameters")
+        constants = {name: bind.value for name, bind in compiled.binds.items()
+                     if not bind.required and bind.callable is None and name in names and bind.value is not None}
+        processors = tuple(self._binder(compiled.binds[name].type) for name in names)
+        return compiled.string, names, processors, constants
+
+    def _compile_results(self, statement) -> tuple:
+        return tuple((column.key, self._reader(column.type)) for column in statement.selected_columns)
+
+
+class DirectStatements(CompiledShapes):
+    """One per SQLite engine; shapes compiled on first use. Runs on the transaction's own
+    sqlite3 connection (BEGIN IMMEDIATE already issued on it)."""
+
+    DIALECT = "sqlite"
+    MARK = "?"
+
+    def __init__(self, dialect: Dialect):
+        super().__init__(dialect)
+        self._insert = _remembered(self._compile_insert, 128)
+
+    def connection_of(self, connection) -> sqlite3.Connection:
+        return connection.connection.dbapi_connection
+
+    def _rows(self, connection: sqlite3.Connection, sql: str, parameters) -> list:
+        return _run(connection.execute, sql, parameters).fetchall()
 
     # -- inserts ---------------------------------------------------------------------------
     def insert_many(self, connection: sqlite3.Connection, table: Table, rows: list[dict]) -> None:
@@ -119,52 +199,8 @@ class DirectStatements:
         slots = tuple((key, key not in defaults, defaults.get(key)) for key in order)
         return compiled.string, processors, slots
 
-    # -- selects by ids -------------------------------------------------------------------
-    def rows_by(self, connection: sqlite3.Connection, table: Table, key: str, ids: list[str],
-                columns: tuple) -> list[dict]:
-        """``SELECT columns FROM table WHERE key IN (ids)`` as dicts (SQLite takes no row locks:
-        its writer holds the database, BEGIN IMMEDIATE)."""
-        sql, key_processor, results = self._select(table, key, columns, len(ids))
-        parameters = tuple(ids) if key_processor is None else tuple(key_processor(i) for i in ids)
-        rows = _run(connection.execute, sql, parameters).fetchall()
-        return [{name: value if process is None else process(value)
-                 for (name, process), value in zip(results, row)} for row in rows]
-
-    def _compile_select(self, table: Table, key: str, columns: tuple, count: int):
-        base = select(*[table.c[name] for name in columns]).compile(dialect=self.dialect).string
-        quoted = self.dialect.identifier_preparer.quote
-        sql = f"{base} \nWHERE {quoted(table.name)}.{quoted(key)} IN ({', '.join('?' * count)})"
-        results = tuple((name, self._reader(table.c[name].type)) for name in columns)
-        return sql, self._binder(table.c[key].type), results
-
-    # -- statements of bound parameters (UPDATEs, the audit head) ---------------------------
     def execute_many(self, connection: sqlite3.Connection, statement, parameters: list[dict]) -> None:
         """``statement`` once for each parameter set, in one executemany."""
         sql, names, processors, constants = self._bound(statement)
         _run(connection.executemany, sql, [_apply(processors, [p[n] if n not in constants else constants[n]
                                                                 for n in names]) for p in parameters])
-
-    def fetch(self, connection: sqlite3.Connection, statement, parameters: dict | None = None) -> list[dict]:
-        """The rows of a SELECT of bound parameters, as dicts by column name."""
-        sql, names, processors, constants = self._bound(statement)
-        values = _apply(processors, [constants[n] if n in constants else parameters[n] for n in names])
-        rows = _run(connection.execute, sql, values).fetchall()
-        results = self._results(statement)
-        return [{name: value if process is None else process(value)
-                 for (name, process), value in zip(results, row)} for row in rows]
-
-    def _compile_bound(self, statement) -> tuple[str, tuple, tuple, dict]:
-        """SQL, parameter names in order, their bind processing (from the types SQLAlchemy gave
-        them: a column's, when compared with or assigned to one), and the values of the
-        literals the statement holds (``id == 1``)."""
-        compiled = statement.compile(dialect=self.dialect)
-        names = tuple(compiled.positiontup or ())
-        if any(bind.expanding for bind in compiled.binds.values()):
-            raise NotDirect("expanding parameters")
-        constants = {name: bind.value for name, bind in compiled.binds.items()
-                     if not bind.required and bind.callable is None and name in names and bind.value is not None}
-        processors = tuple(self._binder(compiled.binds[name].type) for name in names)
-        return compiled.string, names, processors, constants
-
-    def _compile_results(self, statement) -> tuple:
-        return tuple((column.key, self._reader(column.type)) for column in statement.selected_columns)

@@ -15,7 +15,7 @@ from adapters.crypto.canonical import canonical_bytes
 from adapters.crypto.timestamps import format_timestamp
 
 from . import pg_statements
-from .direct import DirectStatements, NotDirect
+from .direct import CompiledShapes, NotDirect
 from .exceptions import AuditChainBroken, DuplicateRequest
 from .writes import AuditEvent, Writes
 from .tables import (INBOUND, OUTBOUND, PENDING, PUBLISHED, AuditEntry, AuditHead, ControlRequest, InboxEntry,
@@ -80,11 +80,12 @@ def audit_hash(seq: int, at: datetime, event: str, referral_id: str | None,
 
 
 class NodeRepository:
-    def __init__(self, session: Session, direct: DirectStatements | None = None):
+    def __init__(self, session: Session, direct: CompiledShapes | None = None):
         self.session = session
-        # SQLite: the hot statements on the driver's cursor (adapters/storage/direct.py).
+        # The hot statements on the driver's cursor (adapters/storage/direct.py for SQLite,
+        # pg_direct.py for PostgreSQL); None: all of them through Core.
         self.direct = direct
-        self._dbapi_connection = None
+        self._direct_connection = None
 
     # -- messages ------------------------------------------------------------------
     def message(self, message_id: str) -> Message | None:
@@ -140,11 +141,19 @@ class NodeRepository:
         return self.session.connection().execute(statement, parameters)
 
     def _driver(self):
-        """The transaction's own sqlite3 connection (BEGIN IMMEDIATE already issued on it);
-        one repository serves one transaction, so it is looked up once."""
-        if self._dbapi_connection is None:
-            self._dbapi_connection = self.session.connection().connection.dbapi_connection
-        return self._dbapi_connection
+        """What the direct statements run on in this transaction; one repository serves one
+        transaction, so it is looked up once."""
+        if self._direct_connection is None:
+            self._direct_connection = self.direct.connection_of(self.session.connection())
+        return self._direct_connection
+
+    def _driver_sql(self, sql: str, parameters: tuple) -> list | None:
+        """A statement the repository wrote for the driver (``%s`` placeholders, PostgreSQL):
+        its rows, or None."""
+        if self.direct is not None:
+            return self.direct.execute(self._driver(), sql, parameters)
+        result = self.session.connection().exec_driver_sql(sql, parameters)
+        return [tuple(row) for row in result] if result.returns_rows else None
 
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
         found = {}
@@ -153,7 +162,7 @@ class NodeRepository:
         columns = tuple(columns)
         for chunk in _chunks(ids):
             if self.direct is not None:
-                rows = self.direct.rows_by(self._driver(), table, key, chunk, columns)
+                rows = self.direct.rows_by(self._driver(), table, key, chunk, columns, for_update=for_update)
             else:
                 rows = map(dict, self._core(_rows_query(table, key, columns, for_update), {"ids": chunk}).mappings())
             for row in rows:
@@ -246,8 +255,10 @@ class NodeRepository:
         return self.session.get_bind().dialect.name == "postgresql"
 
     def _insert_many(self, table, rows: list[dict]) -> None:
-        """Many rows in one executemany: one C loop on SQLite; on PostgreSQL the engine turns it
-        into multi-row VALUES pages (store.make_engine: pg8000 would send a statement a row)."""
+        """Many rows in one statement on the driver: an executemany on SQLite (one C loop), a
+        multi-row INSERT on PostgreSQL. A shape the direct statements do not take goes through
+        Core, where the engine turns it into multi-row VALUES pages (store.make_engine: pg8000
+        would send a statement a row)."""
         if not rows:
             return
         if self.direct is not None:
@@ -309,7 +320,7 @@ class NodeRepository:
         if not parts:
             return True
         tail = "SELECT count(*) FROM requests" if control_requests else "SELECT 0"
-        stored = self.session.connection().exec_driver_sql(f"WITH {', '.join(parts)} {tail}", tuple(params)).scalar()
+        [(stored,)] = self._driver_sql(f"WITH {', '.join(parts)} {tail}", tuple(params))
         if control_requests and stored != len(control_requests):
             raise DuplicateRequest("a request id was stored meanwhile")
         return True
@@ -348,13 +359,12 @@ class NodeRepository:
         assignments = ", ".join(f'"{name}" = v."b_{name}"' for name in names)
         condition = f't."{key}" = v.b_key' + (f' AND t."{guard}" = v.b_guard' if guard else "")
         size = max(1, PG_PARAMETERS // len(columns))
-        connection = self.session.connection()
         for start in range(0, len(rows), size):
             page = rows[start:start + size]
             params = []
             for row in page:
                 params.extend(p(v) if p is not None and v is not None else v for p, v in zip(processors, row))
-            connection.exec_driver_sql(
+            self._driver_sql(
                 f'UPDATE {table.name} AS t SET {assignments} FROM (VALUES {", ".join([row_sql] * len(page))}) '
                 f'AS v({", ".join(aliases)}) WHERE {condition}', tuple(params))
 
@@ -436,7 +446,7 @@ class NodeRepository:
         if written is not None and len(written[1]) <= PG_PARAMETERS:
             # The entries and the head's move in one round trip.
             sql, params = written
-            self.session.connection().exec_driver_sql(
+            self._driver_sql(
                 f'WITH entries AS ({sql}) UPDATE audit_head SET seq = %s::INTEGER, hash = %s::VARCHAR(64) WHERE id = 1',
                 (*params, seq, previous))
         else:

@@ -22,7 +22,8 @@ from sqlalchemy.pool import QueuePool
 
 from . import migrations
 from .direct import DirectStatements
-from .repository import NodeRepository
+from .pg_direct import PgDirect
+from .repository import PG_PARAMETERS, NodeRepository
 
 
 SQLITE_CACHE_KIB = 32 * 1024
@@ -216,13 +217,22 @@ def _nothing() -> Iterator[None]:
     yield
 
 
+def _direct_statements(dialect):
+    """The hot statements on the driver's cursor, for the databases that have them."""
+    if dialect.name == "sqlite":
+        return DirectStatements(dialect)
+    if dialect.name == "postgresql" and dialect.driver == "pg8000":
+        return PgDirect(dialect, PG_PARAMETERS)
+    return None
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._turn = _WriterTurn() if self.engine.dialect.name == "sqlite" and _green() else _nothing
-        self._direct = DirectStatements(self.engine.dialect) if self.engine.dialect.name == "sqlite" else None
+        self._direct = _direct_statements(self.engine.dialect)
 
     def create_schema(self, *, office: bool = False) -> None:
         """Bring the database to this release's schema with the migrations (the office's

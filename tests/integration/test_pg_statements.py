@@ -40,6 +40,7 @@ def _replayed(url: str, writes_list, *, together: bool, monkeypatch) -> Store:
     with monkeypatch.context() as patch:
         if not together:  # every statement through Core, as before
             patch.setattr(pg_statements, "insert_values", lambda *args: None)
+            store._direct = None
         for writes in writes_list:
             with store.transaction() as repo:
                 repo.write(copy.deepcopy(writes))

@@ -1,0 +1,154 @@
+"""PostgreSQL's hot statements on pg8000's cursor (adapters/storage/pg_direct.py) read what
+SQLAlchemy Core reads, row locks included, and fail as Core fails: a constraint violation is
+SQLAlchemy's IntegrityError, and a connection found broken is invalidated so that the next
+transaction gets a fresh one. That they store what Core stores is
+tests/integration/test_pg_statements.py (its Core side runs without them)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from datetime import datetime, timezone
+
+import eventlet
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from adapters.storage import repository
+from adapters.storage.direct import NotDirect
+from adapters.storage.pg_direct import PgDirect
+from adapters.storage.repository import INBOX, MESSAGES, OUTBOX, REFERRALS, _rows_query
+from adapters.storage.store import Store
+from tests.integration.conftest import fresh_postgres_database
+from tests.unit import test_direct_statements
+from tests.unit.test_direct_statements import MS, PS
+
+pytestmark = pytest.mark.integration
+
+traffic = test_direct_statements.traffic  # the same round of traffic, as a fixture here
+
+SHAPES = [(INBOX, "message_id", ("message_id", "sha256", "receipt_message_id", "deliveries")),
+          (MESSAGES, "message_id", ("message_id", "direction", "kind", "sender", "recipient", "referral_id",
+                                    "sha256", "status", "sent_at", "sealed", "body")),
+          (OUTBOX, "message_id", ("message_id", "state", "needs_receipt", "attempts", "last_published_at")),
+          (REFERRALS, "referral_id", ("referral_id", "state", "reference"))]
+
+
+@pytest.fixture
+def pg_store():
+    with fresh_postgres_database() as (name, as_admin):
+        store = Store(f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}")
+        store.create_schema()
+        try:
+            yield store, as_admin
+        finally:
+            store.dispose()
+
+
+def _backend(repo) -> int:
+    [(pid,)] = repo._driver_sql("SELECT pg_backend_pid()", ())
+    return pid
+
+
+def test_the_store_runs_them_on_postgresql(pg_store):
+    store, _ = pg_store
+    assert isinstance(store._direct, PgDirect)
+    with store.transaction() as repo:
+        assert repo.direct is store._direct
+
+
+@pytest.mark.parametrize("agency", [MS, PS])
+def test_direct_reads_give_what_core_reads(pg_store, traffic, agency):
+    store, _ = pg_store
+    for writes in traffic[agency]:
+        with store.transaction() as repo:
+            repo.write(copy.deepcopy(writes))
+    with store.transaction() as repo:
+        for table, key, columns in SHAPES:
+            ids = [row[0] for row in repo._core(select(table.c[key]))] + ["not-there"]
+            for for_update in (False, True):
+                direct = {row[key]: row for row in repo.direct.rows_by(repo._driver(), table, key, ids, columns,
+                                                                       for_update=for_update)}
+                core = {row[key]: dict(row) for row in repo._core(_rows_query(table, key, columns, for_update),
+                                                                  {"ids": ids}).mappings()}
+                assert direct == core and len(direct) == len(ids) - 1, table.name
+            for row in direct.values():
+                for value in row.values():
+                    if isinstance(value, datetime):
+                        assert value.tzinfo is timezone.utc
+        [head] = repo.direct.fetch(repo._driver(), repository._HEAD_LOCKED)
+        assert head == dict(repo._core(repository._HEAD_LOCKED).mappings().one())
+        assert head["seq"] == repo.verify_audit_chain() > 0
+
+
+def test_rows_read_for_update_stay_locked_until_the_commit(pg_store, traffic):
+    store, as_admin = pg_store
+    with store.transaction() as repo:
+        repo.write(copy.deepcopy(traffic[MS][0]))
+        [referral_id] = [row[0] for row in repo._core(select(REFERRALS.c.referral_id))]
+    other_took_it = threading.Event()
+    with store.transaction() as repo:
+        assert repo.referral_rows([referral_id])  # locked now (the direct path)
+        mine = _backend(repo)
+        waiter = threading.Thread(target=lambda: (_lock(store, referral_id), other_took_it.set()))
+        waiter.start()
+        # The server says the other transaction waits for this one's lock.
+        deadline = time.monotonic() + 10
+        while not as_admin(f"SELECT {int(mine)} = ANY(pg_blocking_pids(pid)) FROM pg_stat_activity "
+                           f"WHERE pid != {int(mine)} AND wait_event_type = 'Lock' LIMIT 1"):
+            assert time.monotonic() < deadline, "the other transaction never waited for the lock"
+            eventlet.sleep(0.01)
+        assert not other_took_it.is_set()
+    waiter.join(10)
+    assert other_took_it.is_set()
+
+
+def _lock(store: Store, referral_id: str) -> None:
+    with store.transaction() as repo:
+        assert repo.referral_rows([referral_id])
+
+
+def test_a_constraint_violation_is_sqlalchemys_integrity_error(pg_store, traffic):
+    store, _ = pg_store
+    with store.transaction() as repo:
+        repo.write(copy.deepcopy(traffic[PS][0]))
+    with pytest.raises(IntegrityError):
+        with store.transaction() as repo:
+            repo.write(copy.deepcopy(traffic[PS][0]))  # the same message ids again
+    with store.transaction() as repo:  # the connection is usable after it
+        assert repo.inbox_rows(["not-there"]) == {}
+
+
+def test_a_connection_broken_meanwhile_fails_one_transaction_and_is_let_go(pg_store, monkeypatch):
+    from adapters.storage import store as store_module
+    store, as_admin = pg_store
+    monkeypatch.setattr(store_module, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no ping before use
+    with store.transaction() as repo:
+        first = _backend(repo)
+    assert as_admin(f"SELECT pg_terminate_backend({int(first)})")
+    with pytest.raises(DBAPIError) as failed:
+        with store.transaction() as repo:
+            repo.inbox_rows(["any"])  # the transaction's first statement, on the direct path
+    assert failed.value.connection_invalidated
+    with store.transaction() as repo:
+        assert _backend(repo) != first
+
+
+def test_shapes_it_does_not_take_go_to_core(pg_store, monkeypatch):
+    store, _ = pg_store
+    with store.transaction() as repo:
+        with pytest.raises(NotDirect):
+            repo.direct.insert_many(repo._driver(), INBOX, [{"message_id": "a"}, {"sha256": "b"}])
+        with pytest.raises(NotDirect):
+            repo.direct.fetch(repo._driver(), _rows_query(INBOX, "message_id", ("message_id",), False), {"ids": []})
+        monkeypatch.setattr(repo.direct, "parameter_limit", 3)
+        rows = [{"message_id": f"m{i}", "sha256": "a" * 64, "received_at": datetime.now(timezone.utc),
+                 "outcome": "accepted", "receipt_message_id": None} for i in range(2)]
+        with pytest.raises(NotDirect):
+            repo.direct.insert_many(repo._driver(), INBOX, rows)
+        repo._insert_many(INBOX, rows)  # Core writes it instead
+        assert set(repo.inbox_rows(["m0", "m1"])) == {"m0", "m1"}
+    with pytest.raises(ValueError):
+        PgDirect(type("SQLite", (), {"name": "sqlite"})(), 10)
