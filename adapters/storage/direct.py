@@ -62,6 +62,12 @@ def scalar_defaults(compiled) -> dict[str, Any] | None:
     return defaults
 
 
+def _keys(shape, ids: list[str]) -> tuple:
+    """The parameters of a select by ids (``CompiledShapes._compile_select``'s shape)."""
+    key_processor = shape[1]
+    return tuple(ids) if key_processor is None else tuple(key_processor(i) for i in ids)
+
+
 def _run(call: Callable, sql: str, parameters):
     try:
         return call(sql, parameters)
@@ -96,6 +102,10 @@ class CompiledShapes:
         """The rows ``sql`` gives (none for a statement without)."""
         raise NotImplementedError
 
+    def settle(self, connection) -> None:
+        """Every statement written and not yet answered has run, its error raised (a driver
+        that defers none has nothing to do)."""
+
     # The dialect's own form of a type (SQLite's DATETIME writes and reads its text form; a
     # TypeDecorator wraps that), as Core processes it.
     def _binder(self, type_) -> Processor:
@@ -110,11 +120,18 @@ class CompiledShapes:
         """``SELECT columns FROM table WHERE key IN (ids)`` as dicts; ``for_update`` locks
         them where the database has row locks (SQLite has none: its writer holds the whole
         database, BEGIN IMMEDIATE)."""
-        sql, key_processor, results = self._select(table, key, columns, len(ids), for_update)
-        parameters = tuple(ids) if key_processor is None else tuple(key_processor(i) for i in ids)
+        shape = self._select(table, key, columns, len(ids), for_update)
+        return self._select_rows(shape, self._rows(connection, shape[0], _keys(shape, ids)))
+
+    def rows_by_many(self, connection, reads: list[tuple]) -> list[list[dict]]:
+        """``rows_by`` of each ``(table, key, ids, columns, for_update)``, in order."""
+        return [self.rows_by(connection, table, key, ids, columns, for_update=for_update)
+                for table, key, ids, columns, for_update in reads]
+
+    def _select_rows(self, sql_and_results, rows) -> list[dict]:
+        _, _, results = sql_and_results
         return [{name: value if process is None else process(value)
-                 for (name, process), value in zip(results, row)}
-                for row in self._rows(connection, sql, parameters)]
+                 for (name, process), value in zip(results, row)} for row in rows]
 
     def _compile_select(self, table: Table, key: str, columns: tuple, count: int, for_update: bool):
         query = select(*[table.c[name] for name in columns])

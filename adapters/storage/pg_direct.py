@@ -6,7 +6,9 @@ a single call's transactions run 4 to 8 of them; at half the single-call maximum
 about 8% of each node's CPU (bench/README.md, eleventh session). SQLAlchemy still writes the
 SQL, once per shape, values go through each column's bind processing and results through
 its result processing. The multi-row statements the repository writes itself (its new rows,
-its guarded updates, the audit chain) run here too.
+its guarded updates, the audit chain) run here too, and those whose answer nobody reads are
+deferred: written at once, they go with the transaction's next statement or its COMMIT
+(``defer``; adapters/storage/pg_wire.py).
 
 A driver error goes through the SQLAlchemy connection's own handling
 (``Connection._handle_dbapi_exception``, what Core calls): it comes out as SQLAlchemy's
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pg8000.legacy
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from . import pg_statements
-from .direct import CompiledShapes, NotDirect, _apply
+from .direct import CompiledShapes, NotDirect, _apply, _keys
+from .pg_wire import OneTripConnection
 
 
 class PgDirect(CompiledShapes):
@@ -43,6 +47,29 @@ class PgDirect(CompiledShapes):
     def _rows(self, connection: Connection, sql: str, parameters) -> list:
         return self.execute(connection, sql, parameters) or []
 
+    def rows_by_many(self, connection: Connection, reads: list[tuple]) -> list[list[dict]]:
+        """``rows_by`` of each ``(table, key, ids, columns, for_update)``, in order, in one
+        round trip: every read but the last deferred to go with it (the server runs them in
+        this order, so row locks are taken in it)."""
+        shapes = [(self._select(table, key, columns, len(ids), for_update), ids)
+                  for table, key, ids, columns, for_update in reads]
+        if len(shapes) < 2 or not isinstance(connection.connection.dbapi_connection, OneTripConnection):
+            return [self._select_rows(shape, self._rows(connection, shape[0], _keys(shape, ids)))
+                    for shape, ids in shapes]
+        contexts = [self._defer(connection, shape[0], _keys(shape, ids)) for shape, ids in shapes[:-1]]
+        last_shape, last_ids = shapes[-1]
+        last_rows = self._rows(connection, last_shape[0], _keys(last_shape, last_ids))
+        return [*(self._select_rows(shape, context.rows or []) for (shape, _), context in zip(shapes, contexts)),
+                self._select_rows(last_shape, last_rows)]
+
+    def _defer(self, connection: Connection, sql: str, parameters):
+        dbapi = connection.connection.dbapi_connection
+        try:
+            statement, values = pg8000.legacy.convert_paramstyle("format", sql, parameters)
+            return dbapi.defer(statement, values)
+        except Exception as error:
+            connection._handle_dbapi_exception(error, sql, parameters, None, None)  # raises
+
     def execute(self, connection: Connection, sql: str, parameters) -> list | None:
         """``sql`` (``%s`` placeholders) with ``parameters`` as they go to the driver; its
         rows, or None for a statement that gives none."""
@@ -52,6 +79,25 @@ class PgDirect(CompiledShapes):
             return cursor.fetchall() if cursor.description is not None else None
         except Exception as error:
             connection._handle_dbapi_exception(error, sql, parameters, cursor, None)  # raises
+
+    def defer(self, connection: Connection, sql: str, parameters) -> None:
+        """``sql`` whose answer nobody reads (a write without RETURNING): written now, run by
+        the server before the next statement, which it goes with (pg_wire.OneTripConnection.
+        defer); its error is raised by that statement, the transaction's COMMIT included."""
+        dbapi = connection.connection.dbapi_connection
+        if not isinstance(dbapi, OneTripConnection):
+            self.execute(connection, sql, parameters)
+            return
+        self._defer(connection, sql, parameters)
+
+    def settle(self, connection: Connection) -> None:
+        """Every deferred statement's answer now; the first error raised."""
+        dbapi = connection.connection.dbapi_connection
+        if isinstance(dbapi, OneTripConnection) and dbapi._deferred:
+            try:
+                dbapi.settle_deferred()
+            except Exception as error:
+                connection._handle_dbapi_exception(error, "(deferred statements)", (), None, None)  # raises
 
     def insert_many(self, connection: Connection, table: Table, rows: list[dict]) -> None:
         """``rows`` (all with the same keys) in one multi-row INSERT."""

@@ -20,6 +20,15 @@ are all forgotten at the first that is missing. So the connections must be the s
 sessions: a pooler in transaction mode in between would hand the names to sessions that never
 prepared them (docs/architecture.md section 10).
 
+A statement whose answer nobody waits for (``defer``: a write whose rows nobody reads, or
+one of several reads asked for together) is written without its Sync and goes with the next
+statement, the transaction's COMMIT included: its answers are read first, then that
+statement's. When a deferred statement fails, the server skips everything after it up to the
+Sync (the statement it went with too), and its error is raised by that statement: the
+transaction fails as a whole, as it would have at the deferred statement. A ROLLBACK is
+sent after the deferred statements' answers are read (and their errors dropped), so that
+it is never skipped.
+
 An error stops the server at the failing message and it skips to the Sync; the error is raised
 as before (tests/integration/test_pg_wire.py)."""
 
@@ -30,20 +39,36 @@ from collections import OrderedDict
 
 import pg8000.legacy
 from pg8000.converters import make_params
-from pg8000.core import (BIND, CLOSE, DESCRIBE, EXECUTE_MSG, IN_TRANSACTION, NULL_BYTE, PARSE, QUERY, STATEMENT,
-                         SYNC_MSG, Context, DatabaseError, H_pack, _flush, _write, i_pack)
+from pg8000.legacy import IntegrityError, InterfaceError, ProgrammingError
+from pg8000.core import (BIND, CLOSE, COMMAND_COMPLETE, DESCRIBE, EMPTY_QUERY_RESPONSE, EXECUTE_MSG, IN_TRANSACTION,
+                         NULL_BYTE, PARSE, QUERY, READY_FOR_QUERY, STATEMENT, SYNC_MSG, Context, DatabaseError, H_pack,
+                         _flush, _read, _write, ci_unpack, i_pack)
 
 BEGIN = "begin transaction"  # what pg8000's cursors send before a transaction's first statement
 PREPARE_AFTER = 2             # runs of a text on a connection before it is kept prepared there
 MAX_PREPARED = 64             # statements kept per connection
 MAX_PREPARED_TEXT = 32_768    # characters: longer texts (large batches) are not kept
 _MISSING_STATEMENT = "26000"  # SQLSTATE invalid_sql_statement_name
+_STATEMENT_ENDS = (COMMAND_COMPLETE, EMPTY_QUERY_RESPONSE)  # a statement's last answer (all its rows asked for)
+
+
+class _Sent:
+    """A statement written to the server, waiting for its answers: what to remember of it
+    once they are read (``done``), once it failed (``failed``), or when the server skipped it
+    after an earlier statement's failure (``skipped``)."""
+
+    __slots__ = ("context", "done", "failed", "skipped")
+
+    def __init__(self, context: Context, done=None, failed=None, skipped=None):
+        self.context = context
+        self.done, self.failed, self.skipped = done, failed, skipped
 
 
 class OneTripConnection(pg8000.legacy.Connection):
     """pg8000's DB-API connection (the one SQLAlchemy's pg8000 dialect makes), with each
-    statement in one round trip, a transaction's BEGIN sent with its first statement, and
-    the statements it runs again kept prepared."""
+    statement in one round trip, a transaction's BEGIN sent with its first statement,
+    statements deferred to go with the next, and the statements it runs again kept
+    prepared."""
 
     _begin_pending: Context | None = None
 
@@ -52,16 +77,64 @@ class OneTripConnection(pg8000.legacy.Connection):
         self._runs: dict[str, int] = {}
         self._names = itertools.count(1)
         self._to_close: list[bytes] = []
+        self._deferred: list[_Sent] = []
         super().__init__(*args, **kwargs)
 
+    # -- running statements -----------------------------------------------------------------
     def execute_unnamed(self, statement, vals=(), oids=(), stream=None):
+        if stream is not None:
+            self.settle_deferred()  # COPY's answers are read by pg8000's own loop
+        sent = self._send(statement, vals, oids, stream)
+        self._sync_and_read(sent)
+        return sent.context
+
+    def defer(self, statement: str, vals=()) -> Context:
+        """Write ``statement`` (pg8000's numbered parameters) now; its answers are read with
+        the next statement's, into the context returned (its ``rows``, ``row_count``). In the
+        transaction, as pg8000's cursors run statements: one is begun if none is open."""
+        if not self._in_transaction and not self.autocommit:
+            self.execute_simple(BEGIN)
+        sent = self._send(statement, vals, (), None)
+        self._deferred.append(sent)
+        return sent.context
+
+    def execute_simple(self, statement):
+        if statement == BEGIN and self._begin_pending is None and not self._deferred:
+            # Sent with the next statement; until then the connection counts as in a
+            # transaction, as it will be once the server has read it.
+            self._send_message(QUERY, statement.encode(self._client_encoding) + NULL_BYTE)
+            self._begin_pending = Context(statement)
+            self._transaction_status = IN_TRANSACTION
+            return self._begin_pending
+        self.settle_deferred()  # a simple query after unsynced ones would be skipped on an error
+        return super().execute_simple(statement)
+
+    def rollback(self):
+        if self._deferred:
+            try:
+                self.settle_deferred()
+            except DatabaseError:
+                pass  # rolled back now in any case
+        super().rollback()
+
+    def settle_deferred(self) -> None:
+        """The deferred statements' answers now (with a Sync of their own); the first error
+        is raised. For a caller that must know they succeeded before it goes on (a
+        savepoint whose errors it takes as its own)."""
+        if self._deferred:
+            _write(self._sock, SYNC_MSG)
+            _flush(self._sock)
+            self._read_answers(self._deferred.pop(-1))
+
+    def _send(self, statement, vals, oids, stream) -> _Sent:
+        """Write the messages of one statement, all but the Sync: unnamed, made kept, or kept."""
         if vals and stream is None and not oids and len(statement) <= MAX_PREPARED_TEXT:
             kept = self._kept.get(statement)
             if kept is not None:
-                return self._run_kept(statement, kept, vals)
+                return self._send_kept(statement, kept, vals)
             runs = self._runs.get(statement, 0) + 1
             if runs >= PREPARE_AFTER:
-                return self._prepare_and_run(statement, vals)
+                return self._send_prepared(statement, vals)
             if len(self._runs) >= 8 * MAX_PREPARED:
                 self._runs.clear()
             self._runs[statement] = runs
@@ -70,55 +143,58 @@ class OneTripConnection(pg8000.legacy.Connection):
         self._send_closes()
         self._send_message(PARSE, _parse_body(NULL_BYTE, statement.encode(self._client_encoding), oids))
         self._send_message(DESCRIBE, STATEMENT + NULL_BYTE)
-        self._send_bind_execute_sync(bind)
-        self.handle_messages(context)
-        return context
+        self._send_bind_execute(bind)
+        return _Sent(context)
 
-    def _prepare_and_run(self, statement, vals):
+    def _send_prepared(self, statement, vals) -> _Sent:
         name = f"cluebus_{next(self._names)}".encode("ascii") + NULL_BYTE
         context = Context(statement)
         bind = self._bind_body(name, vals)
         self._send_closes()
         self._send_message(PARSE, _parse_body(name, statement.encode(self._client_encoding)))
         self._send_message(DESCRIBE, STATEMENT + name)
-        self._send_bind_execute_sync(bind)
-        try:
-            self.handle_messages(context)
-        except Exception:
-            self._to_close.append(name)  # made or not: closing a missing statement is no error
-            raise
-        self._runs.pop(statement, None)
-        self._kept[statement] = (name, context.columns, context.input_funcs)
-        if len(self._kept) > MAX_PREPARED:
-            _, (oldest, _, _) = self._kept.popitem(last=False)
-            self._to_close.append(oldest)
-        return context
+        self._send_bind_execute(bind)
 
-    def _run_kept(self, statement, kept, vals):
+        def done():
+            self._runs.pop(statement, None)
+            if statement in self._kept:  # made twice in one exchange: the first one stays
+                self._to_close.append(name)
+                return
+            self._kept[statement] = (name, context.columns, context.input_funcs)
+            if len(self._kept) > MAX_PREPARED:
+                _, (oldest, _, _) = self._kept.popitem(last=False)
+                self._to_close.append(oldest)
+
+        def not_made(_error=None):
+            self._to_close.append(name)  # made or not: closing a missing statement is no error
+        return _Sent(context, done=done, failed=not_made, skipped=not_made)
+
+    def _send_kept(self, statement, kept, vals) -> _Sent:
         name, columns, input_funcs = kept
         self._kept.move_to_end(statement)
         context = Context(statement, columns=columns, input_funcs=input_funcs)
         bind = self._bind_body(name, vals)
         self._send_closes()
-        self._send_bind_execute_sync(bind)
-        try:
-            self.handle_messages(context)
-        except Exception as error:
+        self._send_bind_execute(bind)
+
+        def failed(error):
             # Whatever failed (the values, a schema changed under it), it is made again at
             # its next run; a missing one means the session lost them all.
             if isinstance(error, DatabaseError) and _sqlstate(error) == _MISSING_STATEMENT:
                 self._kept.clear()
-            else:
-                self._kept.pop(statement, None)
+            elif self._kept.get(statement, (None,))[0] == name:
+                self._kept.pop(statement)
                 self._to_close.append(name)
-            raise
-        return context
+        return _Sent(context, failed=failed)
 
-    def _send_bind_execute_sync(self, bind: bytearray) -> None:
+    def _send_bind_execute(self, bind: bytearray) -> None:
         self._send_message(BIND, bind)
         _write(self._sock, EXECUTE_MSG)
+
+    def _sync_and_read(self, sent: _Sent) -> None:
         _write(self._sock, SYNC_MSG)
         _flush(self._sock)
+        self._read_answers(sent)
 
     def _send_closes(self) -> None:
         for name in self._to_close:
@@ -140,20 +216,10 @@ class OneTripConnection(pg8000.legacy.Connection):
         message += H_pack(0)
         return message
 
-    def execute_simple(self, statement):
-        if statement == BEGIN and self._begin_pending is None:
-            # Sent with the next statement; until then the connection counts as in a
-            # transaction, as it will be once the server has read it.
-            self._send_message(QUERY, statement.encode(self._client_encoding) + NULL_BYTE)
-            self._begin_pending = Context(statement)
-            self._transaction_status = IN_TRANSACTION
-            return self._begin_pending
-        return super().execute_simple(statement)
-
+    # -- reading answers --------------------------------------------------------------------
     def handle_messages(self, context):
-        """The answers to a BEGIN sent with this statement come first: read them, then this
-        statement's; an error of either is raised once both are read, so that nothing is
-        left unread on the connection."""
+        """pg8000's own reads (a simple query's): the answers to a BEGIN sent with it come
+        first; an error of either is raised once both are read."""
         begin, self._begin_pending = self._begin_pending, None
         if begin is None:
             return super().handle_messages(context)
@@ -164,6 +230,60 @@ class OneTripConnection(pg8000.legacy.Connection):
             raise error
         return super().handle_messages(context)
 
+    def _read_answers(self, last: _Sent) -> None:
+        """The answers to a BEGIN sent with this exchange come first (a simple query, ended
+        by its own ReadyForQuery), then those of the deferred statements and of ``last``, up
+        to the Sync's ReadyForQuery. Every answer is read before an error is raised, so that
+        nothing is left unread on the connection."""
+        begin, self._begin_pending = self._begin_pending, None
+        batch, self._deferred = [*self._deferred, last], []
+        begin_error = None
+        if begin is not None:
+            try:
+                super().handle_messages(begin)
+            except Exception as error:
+                begin_error = error
+        if len(batch) == 1:
+            try:
+                super().handle_messages(last.context)
+            except Exception as error:
+                self._after(batch, error)
+                raise _classified(begin_error or error)
+            self._after(batch, None)
+        else:
+            error = self._read_batch(batch)
+            self._after(batch, error)
+            if begin_error or error:
+                raise _classified(begin_error or error)
+        if begin_error:
+            raise _classified(begin_error)
+
+    def _read_batch(self, batch: list[_Sent]):
+        """Each statement's answers into its own context (a statement's end is its
+        CommandComplete); the first error, if any."""
+        index, code, last = 0, None, len(batch) - 1
+        while code != READY_FOR_QUERY:
+            code, data_len = ci_unpack(_read(self._sock, 5))
+            self.message_types[code](_read(self._sock, data_len - 4), batch[min(index, last)].context)
+            if code in _STATEMENT_ENDS:
+                index += 1
+        return next((sent.context.error for sent in batch if sent.context.error is not None), None)
+
+    @staticmethod
+    def _after(batch: list[_Sent], error) -> None:
+        """Each statement's bookkeeping: done before the failing one, failed, then skipped."""
+        failing = next((i for i, sent in enumerate(batch) if sent.context.error is not None),
+                       len(batch) - 1 if error is not None else None)
+        for index, sent in enumerate(batch):
+            if failing is None or index < failing:
+                if sent.done:
+                    sent.done()
+            elif index == failing:
+                if sent.failed:
+                    sent.failed(sent.context.error or error)
+            elif sent.skipped:
+                sent.skipped()
+
 
 def _parse_body(statement_name: bytes, text: bytes, oids=()) -> bytearray:
     body = bytearray(statement_name)
@@ -172,6 +292,17 @@ def _parse_body(statement_name: bytes, text: bytes, oids=()) -> bytearray:
     for oid in oids:
         body += i_pack(0 if oid == -1 else oid)
     return body
+
+
+def _classified(error: Exception) -> Exception:
+    """The server's error as pg8000's cursors raise it (by SQLSTATE: a unique violation is an
+    IntegrityError), also where no cursor is in between: a deferred statement's error raised by
+    the COMMIT it went with, or by ``settle_deferred``."""
+    if type(error) is not DatabaseError or not isinstance(error.args[0] if error.args else None, dict):
+        return error
+    code = error.args[0].get("C")
+    kind = {"28000": InterfaceError, "23505": IntegrityError}.get(code, ProgrammingError)
+    return kind(*error.args)
 
 
 def _sqlstate(error: DatabaseError) -> str | None:

@@ -147,6 +147,21 @@ class NodeRepository:
             self._direct_connection = self.direct.connection_of(self.session.connection())
         return self._direct_connection
 
+    def _driver_write(self, sql: str, parameters: tuple) -> None:
+        """A write the repository wrote for the driver, whose answer nobody reads: on
+        PostgreSQL's direct path it goes with the transaction's next statement (or its
+        COMMIT), which raises its error (adapters/storage/pg_direct.PgDirect.defer)."""
+        if self.direct is not None:
+            self.direct.defer(self._driver(), sql, parameters)
+        else:
+            self.session.connection().exec_driver_sql(sql, parameters)
+
+    def _settle(self) -> None:
+        """The writes deferred so far have run, their errors raised: before a savepoint whose
+        errors the caller takes for its own work's."""
+        if self.direct is not None:
+            self.direct.settle(self._driver())
+
     def _driver_sql(self, sql: str, parameters: tuple) -> list | None:
         """A statement the repository wrote for the driver (``%s`` placeholders, PostgreSQL):
         its rows, or None."""
@@ -156,38 +171,62 @@ class NodeRepository:
         return [tuple(row) for row in result] if result.returns_rows else None
 
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
-        found = {}
-        if for_update:
-            ids = sorted(set(ids))  # one lock order for every transaction
-        columns = tuple(columns)
-        for chunk in _chunks(ids):
-            if self.direct is not None:
-                rows = self.direct.rows_by(self._driver(), table, key, chunk, columns, for_update=for_update)
-            else:
-                rows = map(dict, self._core(_rows_query(table, key, columns, for_update), {"ids": chunk}).mappings())
-            for row in rows:
-                found[row[key]] = row
+        [found] = self._reads([(table, key, columns, ids, for_update)])
         return found
 
+    def _reads(self, reads: list[tuple]) -> list[dict[str, dict]]:
+        """Rows by ids of each ``(table, key, columns, ids, for_update)``, by key, in order; on
+        PostgreSQL's direct path all in one round trip (row locks taken in this order)."""
+        plans = []
+        for index, (table, key, columns, ids, for_update) in enumerate(reads):
+            if for_update:
+                ids = sorted(set(ids))  # one lock order for every transaction
+            plans += [(index, table, key, chunk, tuple(columns), for_update) for chunk in _chunks(ids)]
+        if self.direct is not None:
+            results = self.direct.rows_by_many(self._driver(), [plan[1:] for plan in plans])
+        else:
+            results = [[dict(row) for row in self._core(_rows_query(table, key, columns, for_update),
+                                                        {"ids": chunk}).mappings()]
+                       for _, table, key, chunk, columns, for_update in plans]
+        found: list[dict[str, dict]] = [{} for _ in reads]
+        for (index, _, key, *_), rows in zip(plans, results):
+            for row in rows:
+                found[index][row[key]] = row
+        return found
+
+    _INBOX_COLUMNS = ("message_id", "sha256", "receipt_message_id", "deliveries")
+    _MESSAGE_COLUMNS = ("message_id", "direction", "kind", "sender", "recipient", "referral_id", "sha256", "status")
+    _OUTBOX_COLUMNS = ("message_id", "state", "needs_receipt", "attempts", "last_published_at")
+    _REFERRAL_COLUMNS = ("referral_id", "state", "reference")
+
     def inbox_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
-        return self._rows_by(INBOX, "message_id", message_ids,
-                             ("message_id", "sha256", "receipt_message_id", "deliveries"))
+        return self._rows_by(INBOX, "message_id", message_ids, self._INBOX_COLUMNS)
 
     def message_rows(self, message_ids: Iterable[str]) -> dict[str, dict]:
-        return self._rows_by(MESSAGES, "message_id", message_ids,
-                             ("message_id", "direction", "kind", "sender", "recipient", "referral_id", "sha256",
-                              "status"))
+        return self._rows_by(MESSAGES, "message_id", message_ids, self._MESSAGE_COLUMNS)
+
+    def inbox_and_message_rows(self, inbox_ids: Iterable[str],
+                               message_ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+        """``inbox_rows`` and ``message_rows`` together (one round trip on PostgreSQL)."""
+        inbox, messages = self._reads([(INBOX, "message_id", self._INBOX_COLUMNS, inbox_ids, False),
+                                       (MESSAGES, "message_id", self._MESSAGE_COLUMNS, message_ids, False)])
+        return inbox, messages
 
     def outbox_rows(self, message_ids: Iterable[str], *, for_update: bool = False) -> dict[str, dict]:
         """With ``for_update``, the rows are locked: a state read here stays true until the
         commit (a relay recording a publication waits, then finds the receipt won)."""
-        return self._rows_by(OUTBOX, "message_id", message_ids,
-                             ("message_id", "state", "needs_receipt", "attempts", "last_published_at"),
-                             for_update=for_update)
+        return self._rows_by(OUTBOX, "message_id", message_ids, self._OUTBOX_COLUMNS, for_update=for_update)
 
     def referral_rows(self, referral_ids: Iterable[str], *, for_update: bool = True) -> dict[str, dict]:
-        return self._rows_by(REFERRALS, "referral_id", referral_ids, ("referral_id", "state", "reference"),
-                             for_update=for_update)
+        return self._rows_by(REFERRALS, "referral_id", referral_ids, self._REFERRAL_COLUMNS, for_update=for_update)
+
+    def outbox_and_referral_rows(self, message_ids: Iterable[str],
+                                 referral_ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+        """``outbox_rows`` and ``referral_rows``, both locked, the outbox rows first (one round
+        trip on PostgreSQL)."""
+        outbox, referrals = self._reads([(OUTBOX, "message_id", self._OUTBOX_COLUMNS, message_ids, True),
+                                         (REFERRALS, "referral_id", self._REFERRAL_COLUMNS, referral_ids, True)])
+        return outbox, referrals
 
     def control_request_rows(self, request_ids: Iterable[str]) -> dict[str, dict]:
         return self._rows_by(CONTROL_REQUESTS, "request_id", request_ids, ("request_id", "action", "result"))
@@ -286,6 +325,7 @@ class NodeRepository:
         self._update_many(RECONCILIATIONS, "summary_message_id",
                           [(k, None, v) for k, v in writes.reconciliation_updates.items()])
         if writes.control_requests and not together:
+            self._settle()
             try:
                 with self.session.begin_nested():
                     self._insert_many(CONTROL_REQUESTS, writes.control_requests)
@@ -319,9 +359,11 @@ class NodeRepository:
             return False
         if not parts:
             return True
-        tail = "SELECT count(*) FROM requests" if control_requests else "SELECT 0"
-        [(stored,)] = self._driver_sql(f"WITH {', '.join(parts)} {tail}", tuple(params))
-        if control_requests and stored != len(control_requests):
+        if not control_requests:  # nothing to read back
+            self._driver_write(f"WITH {', '.join(parts)} SELECT 0", tuple(params))
+            return True
+        [(stored,)] = self._driver_sql(f"WITH {', '.join(parts)} SELECT count(*) FROM requests", tuple(params))
+        if stored != len(control_requests):
             raise DuplicateRequest("a request id was stored meanwhile")
         return True
 
@@ -364,7 +406,7 @@ class NodeRepository:
             params = []
             for row in page:
                 params.extend(p(v) if p is not None and v is not None else v for p, v in zip(processors, row))
-            self._driver_sql(
+            self._driver_write(
                 f'UPDATE {table.name} AS t SET {assignments} FROM (VALUES {", ".join([row_sql] * len(page))}) '
                 f'AS v({", ".join(aliases)}) WHERE {condition}', tuple(params))
 
@@ -390,6 +432,7 @@ class NodeRepository:
             return True
         if self._core(select(LEASES.c.name).where(LEASES.c.name == name)).first() is not None:
             return False
+        self._settle()
         try:
             with self.session.begin_nested():
                 self._core(insert(LEASES).values(name=name, holder=holder, expires_at=until))
@@ -415,6 +458,7 @@ class NodeRepository:
         if row is None:
             # A fresh database: make the head, racing writers included (only one insert wins;
             # every writer then waits for the lock on that one row).
+            self._settle()
             try:
                 with self.session.begin_nested():
                     self._core(insert(AUDIT_HEAD).values(id=1, seq=0, hash=GENESIS_HASH))
@@ -446,7 +490,7 @@ class NodeRepository:
         if written is not None and len(written[1]) <= PG_PARAMETERS:
             # The entries and the head's move in one round trip.
             sql, params = written
-            self._driver_sql(
+            self._driver_write(
                 f'WITH entries AS ({sql}) UPDATE audit_head SET seq = %s::INTEGER, hash = %s::VARCHAR(64) WHERE id = 1',
                 (*params, seq, previous))
         else:

@@ -157,15 +157,14 @@ class _Batch:
         envelopes = [result.envelope for _, result in checked if result.envelope is not None]
         ids = [e["message_id"] for e in envelopes]
         replies = [e["in_reply_to"] for e in envelopes if e.get("in_reply_to")]
-        self.inbox = repo.inbox_rows(ids)
-        self.messages = repo.message_rows(ids + replies)
+        self.inbox, self.messages = repo.inbox_and_message_rows(ids, ids + replies)
         receipts = [row["receipt_message_id"] for row in self.inbox.values() if row["receipt_message_id"]]
         originals = [e["in_reply_to"] for e in envelopes if e["kind"] == RECEIPT and e.get("in_reply_to")]
-        self.outbox = repo.outbox_rows(receipts + originals, for_update=True)
-        self.referrals: dict[str, ReferralView] = {}
         wanted = [e["referral_id"] for e in envelopes if e["kind"] != RECEIPT]
-        for referral_id, row in repo.referral_rows(wanted).items():
-            self.referrals[referral_id] = ReferralView(referral_id, row)
+        # Locked, the outbox rows first (one lock order for every transaction).
+        self.outbox, referrals = repo.outbox_and_referral_rows(receipts + originals, wanted)
+        self.referrals: dict[str, ReferralView] = {referral_id: ReferralView(referral_id, row)
+                                                   for referral_id, row in referrals.items()}
         self.new_inbox: dict[str, dict] = {}   # message_id -> the inbox row this batch adds
         self.outcomes: list[ReceiveOutcome] = []
 

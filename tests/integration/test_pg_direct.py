@@ -152,3 +152,74 @@ def test_shapes_it_does_not_take_go_to_core(pg_store, monkeypatch):
         assert set(repo.inbox_rows(["m0", "m1"])) == {"m0", "m1"}
     with pytest.raises(ValueError):
         PgDirect(type("SQLite", (), {"name": "sqlite"})(), 10)
+
+
+class _RoundTrips:
+    """How many times the transaction's connection hands its buffer to the server."""
+
+    def __init__(self, repo):
+        sock = repo._driver().connection.dbapi_connection._sock
+        self.count, flush = 0, sock.flush
+
+        def counted():
+            self.count += 1
+            return flush()
+        sock.flush = counted
+
+
+@pytest.mark.parametrize("agency", [MS, PS])
+def test_reads_asked_together_take_one_round_trip_and_read_what_they_read_apart(pg_store, traffic, agency):
+    store, _ = pg_store
+    for writes in traffic[agency]:
+        with store.transaction() as repo:
+            repo.write(copy.deepcopy(writes))
+    with store.transaction() as repo:
+        ids = [row[0] for row in repo._core(select(MESSAGES.c.message_id))] + ["not-there"]
+        referral_ids = [row[0] for row in repo._core(select(REFERRALS.c.referral_id))]
+        apart = (repo.inbox_rows(ids), repo.message_rows(ids), repo.outbox_rows(ids, for_update=True),
+                 repo.referral_rows(referral_ids))
+        trips = _RoundTrips(repo)
+        together = (*repo.inbox_and_message_rows(ids, ids), *repo.outbox_and_referral_rows(ids, referral_ids))
+        assert trips.count == 2
+        assert together == apart and all(together[1:])
+
+
+def test_a_write_nobody_reads_goes_with_the_next_statement_and_its_error_with_that(pg_store, traffic):
+    store, _ = pg_store
+    with store.transaction() as repo:
+        repo.write(copy.deepcopy(traffic[PS][0]))
+        message_id = repo._core(select(MESSAGES.c.message_id).limit(1)).scalar_one()
+    with store.transaction() as repo:
+        trips = _RoundTrips(repo)
+        repo._driver_write("UPDATE messages SET status = %s WHERE message_id = %s", ("accepted", message_id))
+        assert trips.count == 0
+        assert repo.message_rows([message_id])[message_id]["status"] == "accepted"
+        assert trips.count == 1
+    with pytest.raises(IntegrityError):
+        with store.transaction() as repo:
+            repo._driver_write("INSERT INTO audit_head (id, seq, hash) VALUES (%s, %s, %s)", (1, 0, "0" * 64))
+            repo.inbox_rows(["any"])  # raises the deferred write's error
+
+
+def test_a_deferred_writes_error_is_not_taken_for_a_savepoints(pg_store, traffic, monkeypatch):
+    """A transaction whose rows do not fit one statement stores its request ids under a
+    savepoint, where a duplicate key means "stored meanwhile": a deferred write's error
+    before it must stay what it is."""
+    store, _ = pg_store
+    [first, *_] = [writes for writes in traffic[MS] if writes.control_requests]
+    with store.transaction() as repo:
+        repo.write(copy.deepcopy(first))
+    again = copy.deepcopy(first)
+    for row in again.messages:
+        row["message_id"] = f"new-{row['message_id']}"
+    for row in again.outbox:
+        row["message_id"] = f"new-{row['message_id']}"
+    again.referrals_new, again.audit = {}, []
+    for row in again.control_requests:
+        row["request_id"] = f"new-{row['request_id']}"
+    stored = first.messages[0]["message_id"]
+    again.message_updates = {f"new-{stored}": {"message_id": stored}}  # a duplicate key, deferred
+    monkeypatch.setattr(repository, "PG_PARAMETERS", 1)  # not one statement: the savepoint's way
+    with pytest.raises(IntegrityError):
+        with store.transaction() as repo:
+            repo.write(again)

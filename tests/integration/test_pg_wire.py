@@ -318,3 +318,89 @@ def test_a_value_that_cannot_be_written_leaves_nothing_half_sent(connection):
     cursor.execute("INSERT INTO wire VALUES (%s, %s)", (1, "after"))
     assert cursor.description is None and cursor.rowcount == 1
     connection.commit()
+
+
+# -- statements deferred to go with the next ------------------------------------------------
+
+def _numbered(statement: str) -> str:
+    return statement.replace("%s", "$1", 1).replace("%s", "$2", 1)
+
+
+def test_deferred_statements_go_with_the_next_and_get_their_own_answers(connection):
+    cursor = connection.cursor()
+    sent = _Wire(connection)
+    inserted = connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (1, "one"))
+    read = connection.defer("SELECT body FROM wire WHERE id = $1", (1,))
+    assert sent.count == 0 and inserted.row_count == -1  # nothing asked of the server yet
+    cursor.execute("SELECT count(*) FROM wire WHERE id = %s", (1,))
+    assert sent.count == 1  # the BEGIN, both deferred and this one in one round trip
+    assert cursor.fetchall() == ([1],)  # the deferred insert ran first
+    assert inserted.row_count == 1 and read.rows == [["one"]]
+    connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (2, "two"))
+    connection.commit()  # the deferred insert goes with the COMMIT
+    assert sent.count == 2
+    cursor.execute("SELECT id FROM wire ORDER BY id")
+    assert cursor.fetchall() == ([1], [2])
+    connection.commit()
+
+
+def test_a_deferred_statement_that_fails_fails_the_next_and_nothing_after_it_runs(connection):
+    cursor = connection.cursor()
+    cursor.execute("INSERT INTO wire VALUES (%s, %s)", (1, "stored"))
+    connection.commit()
+    connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (1, "a duplicate"))
+    with pytest.raises(pg8000.DatabaseError) as raised:
+        cursor.execute("INSERT INTO wire VALUES (%s, %s)", (2, "skipped"))
+    assert raised.value.args[0]["C"] == "23505"  # the deferred statement's error
+    connection.rollback()
+    # At the COMMIT: the transaction fails as a whole, and its rollback is not skipped.
+    connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (3, "three"))
+    connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (1, "a duplicate"))
+    with pytest.raises(pg8000.DatabaseError):
+        connection.commit()
+    connection.rollback()
+    # Before a ROLLBACK the deferred statements' errors are dropped: it rolls back.
+    connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (1, "a duplicate"))
+    connection.rollback()
+    # Before a statement without parameters (a simple query), they are settled first.
+    connection.defer(_numbered("INSERT INTO wire (id, body) VALUES (%s, %s)"), (1, "a duplicate"))
+    with pytest.raises(pg8000.DatabaseError):
+        cursor.execute("SELECT 1")
+    connection.rollback()
+    cursor.execute("SELECT id, body FROM wire ORDER BY id")
+    assert cursor.fetchall() == ([1, "stored"],)
+    connection.commit()
+
+
+def test_kept_statements_deferred_and_skipped_stay_in_step_with_the_server(connection):
+    cursor = connection.cursor()
+    kept = "SELECT $1::int + 1"
+    for _ in range(pg_wire.PREPARE_AFTER):
+        connection.defer(kept, (1,))
+        cursor.execute("SELECT %s::int", (0,))
+    assert kept in connection._kept
+    connection.commit()
+    made = "SELECT $1::int + 2"
+    connection.defer(made, (1,))
+    cursor.execute("SELECT %s::int", (0,))  # its first run: unnamed
+    connection.commit()
+    # A failing statement first: the kept one after it is skipped (and stays kept), the one
+    # being made is skipped (and not kept: the server never made it).
+    connection.defer("SELECT $1::int", ("not a number",))
+    connection.defer(kept, (1,))
+    connection.defer(made, (1,))
+    with pytest.raises(pg8000.DatabaseError):
+        cursor.execute("SELECT %s::int", (0,))
+    connection.rollback()
+    assert kept in connection._kept and made not in connection._kept
+    # The same text made twice in one exchange: one is kept, the other closed.
+    again = "SELECT $1::int + 3"
+    connection.defer(again, (1,))
+    cursor.execute("SELECT %s::int", (0,))
+    first, second = connection.defer(again, (1,)), connection.defer(again, (2,))
+    cursor.execute("SELECT %s::int", (0,))
+    assert (first.rows, second.rows) == ([[4]], [[5]])
+    connection.commit()
+    assert sorted(_kept_on_server(connection)) == sorted(name.rstrip(b"\x00").decode()
+                                                         for name, _, _ in connection._kept.values())
+    connection.commit()
