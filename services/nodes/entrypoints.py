@@ -13,24 +13,28 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from functools import partial
 
+import amqp
 import eventlet
 import kombu.serialization
+from amqp.exceptions import AMQPError
 from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
+from eventlet.semaphore import Semaphore
 from kombu import Connection, Queue
-from kombu.pools import producers
-from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_RETRY_POLICY, DEFAULT_TRANSPORT_OPTIONS,
+from kombu.exceptions import KombuError
+from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_TRANSPORT_OPTIONS,
                               LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT)
-from nameko.exceptions import ContainerBeingKilled, UnserializableValueError, serialize
+from nameko.exceptions import ContainerBeingKilled, IncorrectSignature, UnserializableValueError, serialize
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 from nameko.rpc import RPC_QUEUE_TEMPLATE, Rpc, RpcConsumer, get_rpc_exchange
 
-from adapters.transport.topology import QUORUM
+from adapters.transport.topology import QUORUM, connect_once_per_address
 from adapters.transport.uris import without_credentials
 from services import config as c
 from services.handlers.receiving import Delivery
@@ -206,17 +210,23 @@ consume_envelopes = EnvelopeConsumer.decorator
 
 class _Replies:
     """RPC replies as nameko's Responder sends them (the same body, properties and routing),
-    from a connection made once per container: nameko makes a Publisher and a kombu
-    Connection for every reply and serialises each result twice, about a tenth of a single
-    call's time at the node. Without publisher confirms and unpersisted: a lost reply only
-    makes the caller time out and call again, which the request id makes harmless; waiting
-    for the broker to confirm every reply would cost each call a round trip."""
+    on a channel opened once per container: nameko makes a Publisher and a kombu Connection
+    for every reply and serialises each result twice, about a tenth of a single call's time
+    at the node, and kombu's producer pool and retry wrappers still cost half of a reply's
+    publishing (bench/README.md, eleventh session). Without publisher confirms and
+    unpersisted: a lost reply only makes the caller time out and call again, which the
+    request id makes harmless; waiting for the broker to confirm every reply would cost each
+    call a round trip. A connection found broken is made again once, at once; if that fails
+    too, the error goes to the caller of ``send`` (the request is requeued)."""
 
     def __init__(self, config):
         options = {**DEFAULT_TRANSPORT_OPTIONS, "confirm_publish": False}
-        self.connection = Connection(config[AMQP_URI_CONFIG_KEY], transport_options=options,
-                                     ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        self._connect = partial(Connection, config[AMQP_URI_CONFIG_KEY], transport_options=options,
+                                ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
         self.exchange = get_rpc_exchange(config)
+        self._connection = None
+        self._channel = None
+        self._lock = Semaphore(1)  # one channel: one reply written at a time
 
     def send(self, message, result, exc_info):
         """nameko.rpc.Responder.send_response; the result and exc_info it would return."""
@@ -229,12 +239,38 @@ class _Replies:
             exc_info = sys.exc_info()
             error, result = serialize(UnserializableValueError(result)), None
             content_type, encoding, body = kombu.serialization.dumps({"result": None, "error": error}, serializer)
-        with producers[self.connection].acquire(block=True) as producer:
-            producer.publish(body, exchange=self.exchange, routing_key=message.properties["reply_to"],
-                             correlation_id=message.properties.get("correlation_id"), content_type=content_type,
-                             content_encoding=encoding, delivery_mode=NON_PERSISTENT, headers={},
-                             retry=True, retry_policy=DEFAULT_RETRY_POLICY)
+        reply = amqp.Message(body, content_type=content_type, content_encoding=encoding, application_headers={},
+                             delivery_mode=NON_PERSISTENT, correlation_id=message.properties.get("correlation_id"))
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    self._open().basic_publish(reply, exchange=self.exchange.name,
+                                               routing_key=message.properties["reply_to"])
+                    break
+                except (AMQPError, KombuError, OSError, ConnectionError):
+                    self._reset()
+                    if attempt == 2:
+                        raise
         return result, exc_info
+
+    def _open(self):
+        if self._channel is None:
+            self._connection = self._connect()
+            connect_once_per_address(self._connection)  # every broker address once, no waits
+            self._channel = self._connection.default_channel
+        return self._channel
+
+    def _reset(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # already broken; nothing to keep
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
 
 
 class ResilientRpcConsumer(RpcConsumer):
@@ -254,6 +290,10 @@ class ResilientRpcConsumer(RpcConsumer):
         super().setup()
         self._replies = _Replies(self.container.config)
 
+    def stop(self):
+        super().stop()
+        self._replies.close()
+
     def handle_result(self, message, result, exc_info):
         try:
             result, exc_info = self._replies.send(message, result, exc_info)
@@ -269,6 +309,17 @@ class ResilientRpcConsumer(RpcConsumer):
 
 class ControlRpc(Rpc):
     rpc_consumer = ResilientRpcConsumer()
+    _signature: inspect.Signature | None = None
+
+    def check_signature(self, args, kwargs):
+        """nameko's check (``inspect.getcallargs`` on every call, about 2% of a single call
+        at the node) with the method's signature read once."""
+        if self._signature is None:
+            self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
+        try:
+            self._signature.bind(None, *args, **kwargs)  # None: the unbound method's self
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc)) from None
 
     def handle_message(self, body, message):
         try:

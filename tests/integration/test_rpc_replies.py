@@ -1,6 +1,7 @@
 """A node's RPC replies (services/nodes/entrypoints._Replies) are what nameko's own Responder
 sends for the same request, on the real broker: the same body, correlation id and routing,
-unpersisted; a result that cannot be encoded is answered with nameko's error, as before."""
+unpersisted; a result that cannot be encoded is answered with nameko's error, as before; a
+connection found broken is made again once, and a broker out of reach is the caller's error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from kombu import Connection, Queue
+from kombu.exceptions import KombuError
 from nameko.amqp.publish import Publisher
 from nameko.constants import NON_PERSISTENT
 from nameko.exceptions import UnserializableValueError
@@ -82,3 +84,27 @@ def test_a_result_that_cannot_be_encoded_is_answered_with_nameko_error(vhost_uri
     assert json.loads(ours_message.body) == json.loads(theirs_message.body)
     error = json.loads(ours_message.body)["error"]
     assert error["exc_type"] == "UnserializableValueError" and json.loads(ours_message.body)["result"] is None
+
+
+def test_a_connection_found_broken_is_made_again_once(vhost_uri):
+    request = SimpleNamespace(properties={"content_type": "application/json", "reply_to": "caller.reply",
+                                          "correlation_id": "c-3"})
+    replies = _Replies({"AMQP_URI": vhost_uri})
+    try:
+        _replies_of(vhost_uri, lambda config, request: replies.send(request, "first", None), request)
+        broken = replies._connection
+        broken.connection.sock.close()  # what a broker restart leaves behind
+        outcome, message = _replies_of(vhost_uri, lambda config, request: replies.send(request, "second", None),
+                                       request)
+        assert outcome == ("second", None) and json.loads(message.body)["result"] == "second"
+        assert replies._connection is not broken
+    finally:
+        replies.close()
+
+
+def test_a_broker_that_cannot_be_reached_is_the_callers_error():
+    replies = _Replies({"AMQP_URI": "amqp://guest:guest@127.0.0.1:1/"})  # nothing listens there
+    request = SimpleNamespace(properties={"content_type": "application/json", "reply_to": "caller.reply",
+                                          "correlation_id": "c-4"})
+    with pytest.raises((OSError, KombuError)):  # the consumer requeues the request then
+        replies.send(request, "lost", None)
