@@ -19,21 +19,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from adapters.storage import repository
 from adapters.storage.direct import NotDirect
 from adapters.storage.pg_direct import PgDirect
-from adapters.storage.repository import INBOX, MESSAGES, OUTBOX, REFERRALS, _rows_query
+from adapters.storage.repository import INBOX, MESSAGES, REFERRALS, _rows_query
 from adapters.storage.store import Store
 from tests.integration.conftest import fresh_postgres_database
 from tests.unit import test_direct_statements
-from tests.unit.test_direct_statements import MS, PS
+from tests.unit.test_direct_statements import MS, PS, assert_direct_reads_are_cores
 
 pytestmark = pytest.mark.integration
 
 traffic = test_direct_statements.traffic  # the same round of traffic, as a fixture here
-
-SHAPES = [(INBOX, "message_id", ("message_id", "sha256", "receipt_message_id", "deliveries")),
-          (MESSAGES, "message_id", ("message_id", "direction", "kind", "sender", "recipient", "referral_id",
-                                    "sha256", "status", "sent_at", "sealed", "body")),
-          (OUTBOX, "message_id", ("message_id", "state", "needs_receipt", "attempts", "last_published_at")),
-          (REFERRALS, "referral_id", ("referral_id", "state", "reference"))]
 
 
 @pytest.fixture
@@ -59,28 +53,19 @@ def test_the_store_runs_them_on_postgresql(pg_store):
         assert repo.direct is store._direct
 
 
+def _replay(store: Store, writes_list) -> None:
+    for writes in writes_list:
+        with store.transaction() as repo:
+            repo.write(copy.deepcopy(writes))
+
+
 @pytest.mark.parametrize("agency", [MS, PS])
 def test_direct_reads_give_what_core_reads(pg_store, traffic, agency):
     store, _ = pg_store
-    for writes in traffic[agency]:
-        with store.transaction() as repo:
-            repo.write(copy.deepcopy(writes))
+    _replay(store, traffic[agency])
     with store.transaction() as repo:
-        for table, key, columns in SHAPES:
-            ids = [row[0] for row in repo._core(select(table.c[key]))] + ["not-there"]
-            for for_update in (False, True):
-                direct = {row[key]: row for row in repo.direct.rows_by(repo._driver(), table, key, ids, columns,
-                                                                       for_update=for_update)}
-                core = {row[key]: dict(row) for row in repo._core(_rows_query(table, key, columns, for_update),
-                                                                  {"ids": ids}).mappings()}
-                assert direct == core and len(direct) == len(ids) - 1, table.name
-            for row in direct.values():
-                for value in row.values():
-                    if isinstance(value, datetime):
-                        assert value.tzinfo is timezone.utc
-        [head] = repo.direct.fetch(repo._driver(), repository._HEAD_LOCKED)
-        assert head == dict(repo._core(repository._HEAD_LOCKED).mappings().one())
-        assert head["seq"] == repo.verify_audit_chain() > 0
+        assert_direct_reads_are_cores(repo, locks=(False, True))
+        assert repo.verify_audit_chain() > 0
 
 
 def test_rows_read_for_update_stay_locked_until_the_commit(pg_store, traffic):
@@ -170,9 +155,7 @@ class _RoundTrips:
 @pytest.mark.parametrize("agency", [MS, PS])
 def test_reads_asked_together_take_one_round_trip_and_read_what_they_read_apart(pg_store, traffic, agency):
     store, _ = pg_store
-    for writes in traffic[agency]:
-        with store.transaction() as repo:
-            repo.write(copy.deepcopy(writes))
+    _replay(store, traffic[agency])
     with store.transaction() as repo:
         ids = [row[0] for row in repo._core(select(MESSAGES.c.message_id))] + ["not-there"]
         referral_ids = [row[0] for row in repo._core(select(REFERRALS.c.referral_id))]

@@ -120,28 +120,40 @@ def test_every_insert_of_the_traffic_runs_direct(tmp_path, traffic, agency):
         store.dispose()
 
 
+# The hot reads' shapes (those of the batched paths, and two more columns of messages).
+READ_SHAPES = [(INBOX, "message_id", ("message_id", "sha256", "receipt_message_id", "deliveries")),
+               (MESSAGES, "message_id", ("message_id", "direction", "kind", "sender", "recipient", "referral_id",
+                                         "sha256", "status", "sent_at", "sealed")),
+               (OUTBOX, "message_id", ("message_id", "state", "needs_receipt", "attempts", "last_published_at")),
+               (REFERRALS, "referral_id", ("referral_id", "state", "reference"))]
+
+
+def assert_direct_reads_are_cores(repo, *, locks=(False,)) -> None:
+    """Every shape of READ_SHAPES, by every stored id and one that is not, read directly (with
+    and without row locks, as ``locks`` says) and through Core: the same rows, datetimes in
+    UTC; the audit head too."""
+    for table, key, columns in READ_SHAPES:
+        ids = [row[0] for row in repo._core(select(table.c[key]))] + ["not-there"]
+        for for_update in locks:
+            direct = {row[key]: row for row in repo.direct.rows_by(repo._driver(), table, key, ids, columns,
+                                                                   for_update=for_update)}
+            core = {row[key]: dict(row) for row in repo._core(_rows_query(table, key, columns, for_update),
+                                                              {"ids": ids}).mappings()}
+            assert direct == core and len(direct) == len(ids) - 1, table.name
+            for row in direct.values():
+                for value in row.values():
+                    if isinstance(value, datetime):
+                        assert value.tzinfo is timezone.utc
+    [head] = repo.direct.fetch(repo._driver(), repository._HEAD_LOCKED)
+    assert head == dict(repo._core(repository._HEAD_LOCKED).mappings().one())
+
+
 @pytest.mark.parametrize("agency", [MS, PS])
 def test_direct_reads_give_what_core_reads(tmp_path, traffic, agency):
     store = _replayed(tmp_path / "direct.db", traffic[agency], direct=True)
-    shapes = [(INBOX, "message_id", ("message_id", "sha256", "receipt_message_id", "deliveries")),
-              (MESSAGES, "message_id", ("message_id", "direction", "kind", "sender", "recipient", "referral_id",
-                                        "sha256", "status", "sent_at", "sealed")),
-              (OUTBOX, "message_id", ("message_id", "state", "needs_receipt", "attempts", "last_published_at")),
-              (REFERRALS, "referral_id", ("referral_id", "state", "reference"))]
     try:
         with store.transaction() as repo:
-            for table, key, columns in shapes:
-                ids = [row[0] for row in repo._core(select(table.c[key]))] + ["not-there"]
-                direct = {row[key]: row for row in repo.direct.rows_by(repo._driver(), table, key, ids, columns)}
-                core = {row[key]: dict(row) for row in repo._core(_rows_query(table, key, columns, False),
-                                                                  {"ids": ids}).mappings()}
-                assert direct == core and len(direct) == len(ids) - 1, table.name
-                for row in direct.values():
-                    for value in row.values():
-                        if isinstance(value, datetime):
-                            assert value.tzinfo is timezone.utc
-            [head] = repo.direct.fetch(repo._driver(), repository._HEAD_LOCKED)
-            assert head == dict(repo._core(repository._HEAD_LOCKED).mappings().one())
+            assert_direct_reads_are_cores(repo)
     finally:
         store.dispose()
 
