@@ -62,6 +62,13 @@ def scalar_defaults(compiled) -> dict[str, Any] | None:
     return defaults
 
 
+def _processed(results: tuple, rows) -> list[dict]:
+    """Rows as dicts by column name, each value through its column's result processing
+    (``results``: ``(name, processor)`` in the statement's order)."""
+    return [{name: value if process is None else process(value)
+             for (name, process), value in zip(results, row)} for row in rows]
+
+
 def _keys(shape, ids: list[str]) -> tuple:
     """The parameters of a select by ids (``CompiledShapes._compile_select``'s shape)."""
     key_processor = shape[1]
@@ -128,10 +135,8 @@ class CompiledShapes:
         return [self.rows_by(connection, table, key, ids, columns, for_update=for_update)
                 for table, key, ids, columns, for_update in reads]
 
-    def _select_rows(self, sql_and_results, rows) -> list[dict]:
-        _, _, results = sql_and_results
-        return [{name: value if process is None else process(value)
-                 for (name, process), value in zip(results, row)} for row in rows]
+    def _select_rows(self, shape, rows) -> list[dict]:
+        return _processed(shape[2], rows)
 
     def _compile_select(self, table: Table, key: str, columns: tuple, count: int, for_update: bool):
         query = select(*[table.c[name] for name in columns])
@@ -149,10 +154,7 @@ class CompiledShapes:
         """The rows of a SELECT of bound parameters, as dicts by column name."""
         sql, names, processors, constants = self._bound(statement)
         values = _apply(processors, [constants[n] if n in constants else parameters[n] for n in names])
-        results = self._results(statement)
-        return [{name: value if process is None else process(value)
-                 for (name, process), value in zip(results, row)}
-                for row in self._rows(connection, sql, values)]
+        return _processed(self._results(statement), self._rows(connection, sql, values))
 
     def _compile_bound(self, statement) -> tuple[str, tuple, tuple, dict]:
         """SQL, parameter names in order, their bind processing (from the types SQLAlchemy gave

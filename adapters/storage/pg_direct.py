@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection
 
 from . import pg_statements
 from .direct import CompiledShapes, NotDirect, _apply, _keys
-from .pg_wire import OneTripConnection
 
 
 class PgDirect(CompiledShapes):
@@ -53,22 +52,13 @@ class PgDirect(CompiledShapes):
         this order, so row locks are taken in it)."""
         shapes = [(self._select(table, key, columns, len(ids), for_update), ids)
                   for table, key, ids, columns, for_update in reads]
-        if len(shapes) < 2 or not isinstance(connection.connection.dbapi_connection, OneTripConnection):
-            return [self._select_rows(shape, self._rows(connection, shape[0], _keys(shape, ids)))
-                    for shape, ids in shapes]
-        contexts = [self._defer(connection, shape[0], _keys(shape, ids)) for shape, ids in shapes[:-1]]
+        if not shapes:
+            return []
+        contexts = [self.defer(connection, shape[0], _keys(shape, ids)) for shape, ids in shapes[:-1]]
         last_shape, last_ids = shapes[-1]
         last_rows = self._rows(connection, last_shape[0], _keys(last_shape, last_ids))
         return [*(self._select_rows(shape, context.rows or []) for (shape, _), context in zip(shapes, contexts)),
                 self._select_rows(last_shape, last_rows)]
-
-    def _defer(self, connection: Connection, sql: str, parameters):
-        dbapi = connection.connection.dbapi_connection
-        try:
-            statement, values = pg8000.legacy.convert_paramstyle("format", sql, parameters)
-            return dbapi.defer(statement, values)
-        except Exception as error:
-            connection._handle_dbapi_exception(error, sql, parameters, None, None)  # raises
 
     def execute(self, connection: Connection, sql: str, parameters) -> list | None:
         """``sql`` (``%s`` placeholders) with ``parameters`` as they go to the driver; its
@@ -80,20 +70,21 @@ class PgDirect(CompiledShapes):
         except Exception as error:
             connection._handle_dbapi_exception(error, sql, parameters, cursor, None)  # raises
 
-    def defer(self, connection: Connection, sql: str, parameters) -> None:
-        """``sql`` whose answer nobody reads (a write without RETURNING): written now, run by
-        the server before the next statement, which it goes with (pg_wire.OneTripConnection.
-        defer); its error is raised by that statement, the transaction's COMMIT included."""
-        dbapi = connection.connection.dbapi_connection
-        if not isinstance(dbapi, OneTripConnection):
-            self.execute(connection, sql, parameters)
-            return
-        self._defer(connection, sql, parameters)
+    def defer(self, connection: Connection, sql: str, parameters):
+        """``sql`` written now, run by the server before the next statement, which it goes
+        with (pg_wire.OneTripConnection.defer, the engine's connections: store.make_engine);
+        its error is raised by that statement, the transaction's COMMIT included. The
+        context its rows arrive in."""
+        try:
+            statement, values = pg8000.legacy.convert_paramstyle("format", sql, parameters)
+            return connection.connection.dbapi_connection.defer(statement, values)
+        except Exception as error:
+            connection._handle_dbapi_exception(error, sql, parameters, None, None)  # raises
 
     def settle(self, connection: Connection) -> None:
         """Every deferred statement's answer now; the first error raised."""
         dbapi = connection.connection.dbapi_connection
-        if isinstance(dbapi, OneTripConnection) and dbapi._deferred:
+        if dbapi._deferred:
             try:
                 dbapi.settle_deferred()
             except Exception as error:

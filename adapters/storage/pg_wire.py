@@ -122,9 +122,7 @@ class OneTripConnection(pg8000.legacy.Connection):
         is raised. For a caller that must know they succeeded before it goes on (a
         savepoint whose errors it takes as its own)."""
         if self._deferred:
-            _write(self._sock, SYNC_MSG)
-            _flush(self._sock)
-            self._read_answers(self._deferred.pop(-1))
+            self._sync_and_read(self._deferred.pop(-1))
 
     def _send(self, statement, vals, oids, stream) -> _Sent:
         """Write the messages of one statement, all but the Sync: unnamed, made kept, or kept."""
@@ -243,20 +241,14 @@ class OneTripConnection(pg8000.legacy.Connection):
                 super().handle_messages(begin)
             except Exception as error:
                 begin_error = error
-        if len(batch) == 1:
-            try:
-                super().handle_messages(last.context)
-            except Exception as error:
-                self._after(batch, error)
-                raise _classified(begin_error or error)
-            self._after(batch, None)
-        else:
+        try:
             error = self._read_batch(batch)
-            self._after(batch, error)
-            if begin_error or error:
-                raise _classified(begin_error or error)
-        if begin_error:
-            raise _classified(begin_error)
+        except Exception as broken:  # the connection failed under the answers
+            self._after(batch, broken)
+            raise
+        self._after(batch, error)
+        if begin_error or error:
+            raise _classified(begin_error or error)
 
     def _read_batch(self, batch: list[_Sent]):
         """Each statement's answers into its own context (a statement's end is its

@@ -171,14 +171,14 @@ class NodeRepository:
         return [tuple(row) for row in result] if result.returns_rows else None
 
     def _rows_by(self, table, key, ids: Iterable[str], columns, *, for_update: bool = False) -> dict[str, dict]:
-        [found] = self._reads([(table, key, columns, ids, for_update)])
+        [found] = self._reads([(table, key, ids, columns, for_update)])
         return found
 
     def _reads(self, reads: list[tuple]) -> list[dict[str, dict]]:
-        """Rows by ids of each ``(table, key, columns, ids, for_update)``, by key, in order; on
+        """Rows by ids of each ``(table, key, ids, columns, for_update)``, by key, in order; on
         PostgreSQL's direct path all in one round trip (row locks taken in this order)."""
         plans = []
-        for index, (table, key, columns, ids, for_update) in enumerate(reads):
+        for index, (table, key, ids, columns, for_update) in enumerate(reads):
             if for_update:
                 ids = sorted(set(ids))  # one lock order for every transaction
             plans += [(index, table, key, chunk, tuple(columns), for_update) for chunk in _chunks(ids)]
@@ -208,8 +208,8 @@ class NodeRepository:
     def inbox_and_message_rows(self, inbox_ids: Iterable[str],
                                message_ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, dict]]:
         """``inbox_rows`` and ``message_rows`` together (one round trip on PostgreSQL)."""
-        inbox, messages = self._reads([(INBOX, "message_id", self._INBOX_COLUMNS, inbox_ids, False),
-                                       (MESSAGES, "message_id", self._MESSAGE_COLUMNS, message_ids, False)])
+        inbox, messages = self._reads([(INBOX, "message_id", inbox_ids, self._INBOX_COLUMNS, False),
+                                       (MESSAGES, "message_id", message_ids, self._MESSAGE_COLUMNS, False)])
         return inbox, messages
 
     def outbox_rows(self, message_ids: Iterable[str], *, for_update: bool = False) -> dict[str, dict]:
@@ -224,8 +224,8 @@ class NodeRepository:
                                  referral_ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, dict]]:
         """``outbox_rows`` and ``referral_rows``, both locked, the outbox rows first (one round
         trip on PostgreSQL)."""
-        outbox, referrals = self._reads([(OUTBOX, "message_id", self._OUTBOX_COLUMNS, message_ids, True),
-                                         (REFERRALS, "referral_id", self._REFERRAL_COLUMNS, referral_ids, True)])
+        outbox, referrals = self._reads([(OUTBOX, "message_id", message_ids, self._OUTBOX_COLUMNS, True),
+                                         (REFERRALS, "referral_id", referral_ids, self._REFERRAL_COLUMNS, True)])
         return outbox, referrals
 
     def control_request_rows(self, request_ids: Iterable[str]) -> dict[str, dict]:
