@@ -18,7 +18,8 @@ closed and made again at its next run, so a schema changed under it (``cached pl
 change result type``) fails one transaction; statements the session lost (``DEALLOCATE ALL``)
 are all forgotten at the first that is missing. So the connections must be the server's own
 sessions: a pooler in transaction mode in between would hand the names to sessions that never
-prepared them (docs/architecture.md section 10).
+prepared them (docs/architecture.md section 10). ``max_prepared=0`` (the database URL's
+``prepared_statement_cache_size=0``, store.make_engine) keeps none, for such a pooler.
 
 A statement whose answer nobody waits for (``defer``: a write whose rows nobody reads, or
 one of several reads asked for together) is written without its Sync and goes with the next
@@ -72,7 +73,10 @@ class OneTripConnection(pg8000.legacy.Connection):
 
     _begin_pending: Context | None = None
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, max_prepared: int = MAX_PREPARED, **kwargs):
+        if max_prepared < 0:
+            raise ValueError(f"statements kept prepared must be 0 or more, not {max_prepared}")
+        self._max_prepared = max_prepared  # 0: every statement unnamed, for a pooler in transaction mode
         self._kept: OrderedDict[str, tuple[bytes, list | None, list]] = OrderedDict()  # text -> name, result
         self._runs: dict[str, int] = {}
         self._names = itertools.count(1)
@@ -126,14 +130,14 @@ class OneTripConnection(pg8000.legacy.Connection):
 
     def _send(self, statement, vals, oids, stream) -> _Sent:
         """Write the messages of one statement, all but the Sync: unnamed, made kept, or kept."""
-        if vals and stream is None and not oids and len(statement) <= MAX_PREPARED_TEXT:
+        if self._max_prepared and vals and stream is None and not oids and len(statement) <= MAX_PREPARED_TEXT:
             kept = self._kept.get(statement)
             if kept is not None:
                 return self._send_kept(statement, kept, vals)
             runs = self._runs.get(statement, 0) + 1
             if runs >= PREPARE_AFTER:
                 return self._send_prepared(statement, vals)
-            if len(self._runs) >= 8 * MAX_PREPARED:
+            if len(self._runs) >= 8 * self._max_prepared:
                 self._runs.clear()
             self._runs[statement] = runs
         context = Context(statement, stream=stream)
@@ -159,7 +163,7 @@ class OneTripConnection(pg8000.legacy.Connection):
                 self._to_close.append(name)
                 return
             self._kept[statement] = (name, context.columns, context.input_funcs)
-            if len(self._kept) > MAX_PREPARED:
+            if len(self._kept) > self._max_prepared:
                 _, (oldest, _, _) = self._kept.popitem(last=False)
                 self._to_close.append(oldest)
 

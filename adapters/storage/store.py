@@ -64,14 +64,15 @@ def make_engine(url: str) -> Engine:
             engine.dialect.do_commit = lambda dbapi_connection: tpool.execute(commit, dbapi_connection)
         return engine
     _memoize_pg8000_paramstyle()
-    engine = create_engine(url, pool_size=10, max_overflow=10, insertmanyvalues_page_size=500)
+    parsed, max_prepared = _statements_kept(parsed)
+    engine = create_engine(parsed, pool_size=10, max_overflow=10, insertmanyvalues_page_size=500)
     _ping_when_idle(engine)
 
     @event.listens_for(engine, "do_connect")
     def _one_trip(_dialect, _record, cargs, cparams):
         # pg8000's own connection waits for three answers per statement (adapters/storage/pg_wire.py).
         from .pg_wire import OneTripConnection
-        return OneTripConnection(*cargs, **cparams)
+        return OneTripConnection(*cargs, max_prepared=max_prepared, **cparams)
 
     # Batched inserts as multi-row VALUES pages (pg8000 would send one statement per row).
     engine.dialect.use_insertmanyvalues_wo_returning = True
@@ -85,6 +86,28 @@ def make_engine(url: str) -> Engine:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     return engine
+
+
+# The PostgreSQL URL's query parameter for how many statements a connection keeps prepared
+# (adapters/storage/pg_wire.py); 0 for a pooler in transaction mode. The name and meaning are
+# those of SQLAlchemy's asyncpg dialect, which operators set for the same reason.
+STATEMENTS_KEPT_PARAMETER = "prepared_statement_cache_size"
+
+
+def _statements_kept(parsed):
+    """The URL without STATEMENTS_KEPT_PARAMETER (pg8000 would refuse it) and its value."""
+    from .pg_wire import MAX_PREPARED
+    if STATEMENTS_KEPT_PARAMETER not in parsed.query:
+        return parsed, MAX_PREPARED
+    value = parsed.query[STATEMENTS_KEPT_PARAMETER]
+    try:
+        kept = int(value)
+        if kept < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"the database URL's {STATEMENTS_KEPT_PARAMETER} must be a whole number, 0 or more "
+                         f"(0 for a pooler in transaction mode), not {value!r}") from None
+    return parsed.difference_update_query([STATEMENTS_KEPT_PARAMETER]), kept
 
 
 # A pooled PostgreSQL connection is pinged before use only after this long unused.

@@ -28,9 +28,10 @@ traffic = test_direct_statements.traffic  # the same round of traffic, as a fixt
 
 
 @pytest.fixture
-def pg_store():
+def pg_store(request):
+    query = getattr(request, "param", "")  # the database URL's query (indirect parametrisation)
     with fresh_postgres_database() as (name, as_admin):
-        store = Store(f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}")
+        store = Store(f"postgresql+pg8000://postgres@127.0.0.1:5432/{name}{query}")
         store.create_schema()
         try:
             yield store, as_admin
@@ -56,13 +57,19 @@ def _replay(store: Store, writes_list) -> None:
             repo.write(copy.deepcopy(writes))
 
 
+# With none kept prepared (for a pooler in transaction mode) the deferred and pipelined
+# statements go unnamed, and still read and write the same.
+@pytest.mark.parametrize("pg_store", ["", "?prepared_statement_cache_size=0"], indirect=True,
+                         ids=["kept", "none-kept"])
 @pytest.mark.parametrize("agency", [MS, PS])
-def test_direct_reads_give_what_core_reads(pg_store, traffic, agency):
+def test_direct_reads_give_what_core_reads(pg_store, traffic, agency, request):
     store, _ = pg_store
     _replay(store, traffic[agency])
     with store.transaction() as repo:
         assert_direct_reads_are_cores(repo, locks=(False, True))
         assert repo.verify_audit_chain() > 0
+        [(prepared,)] = repo._driver_sql("SELECT count(*) FROM pg_prepared_statements", ())
+    assert (prepared == 0) == request.node.callspec.params["pg_store"].endswith("=0")
 
 
 def test_rows_read_for_update_stay_locked_until_the_commit(pg_store, traffic):

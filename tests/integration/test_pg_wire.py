@@ -59,8 +59,8 @@ def both(database):
         ours.close()
 
 
-def _connect(kind, database):
-    connection = kind("postgres", host="127.0.0.1", database=database)
+def _connect(kind, database, **options):
+    connection = kind("postgres", host="127.0.0.1", database=database, **options)
     cursor = connection.cursor()
     cursor.execute("CREATE TABLE IF NOT EXISTS wire (id int PRIMARY KEY, body text)")
     cursor.execute("TRUNCATE wire")
@@ -264,8 +264,8 @@ def test_statements_the_session_lost_are_all_forgotten_at_the_first_missing(conn
     connection.commit()
 
 
-def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(connection, monkeypatch):
-    monkeypatch.setattr(pg_wire, "MAX_PREPARED", 3)
+def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(database):
+    connection = _connect(OneTripConnection, database, max_prepared=3)
     cursor = connection.cursor()
     texts = [f"SELECT %s::int + {number}" for number in range(6)]
     for text in texts:
@@ -276,6 +276,48 @@ def test_at_most_max_prepared_are_kept_the_least_recently_used_closed(connection
     assert list(connection._kept) == [text.replace("%s", "$1") for text in texts[-3:]]
     assert len(_kept_on_server(connection)) == 3
     connection.commit()
+    connection.close()
+
+
+def test_with_none_to_keep_every_statement_goes_unnamed_with_its_text(database):
+    """For a pooler in transaction mode (the URL's prepared_statement_cache_size=0): a
+    statement run again is sent whole each time, nothing is prepared in the session, and
+    the answers are the same."""
+    connection = _connect(OneTripConnection, database, max_prepared=0)
+    try:
+        cursor = connection.cursor()
+        statement = "SELECT %s::int * 2 AS doubled_value_never_kept"
+        for number in range(pg_wire.PREPARE_AFTER + 2):
+            sent = _Wire(connection)
+            cursor.execute(statement, (number,))
+            assert cursor.fetchall() == ([2 * number],)
+            assert b"doubled_value_never_kept" in sent.data
+        assert connection._kept == {} and _kept_on_server(connection) == []
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def test_a_negative_number_to_keep_is_refused(database):
+    with pytest.raises(ValueError, match="0 or more"):
+        OneTripConnection("postgres", host="127.0.0.1", database=database, max_prepared=-1)
+
+
+@pytest.mark.parametrize("query, kept", [("", pg_wire.MAX_PREPARED), ("?prepared_statement_cache_size=0", 0),
+                                         ("?prepared_statement_cache_size=5", 5)])
+def test_the_database_url_sets_how_many_are_kept(database, query, kept):
+    engine = make_engine(f"postgresql+pg8000://postgres@127.0.0.1:5432/{database}{query}")
+    try:
+        with engine.connect() as connection:
+            assert connection.connection.dbapi_connection._max_prepared == kept
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("query", ["=none", "=-1", "=1.5", "=1&prepared_statement_cache_size=2"])
+def test_a_database_url_with_a_bad_number_to_keep_is_refused_by_name(query):
+    with pytest.raises(ValueError, match="prepared_statement_cache_size"):
+        make_engine(f"postgresql+pg8000://postgres@127.0.0.1:5432/postgres?prepared_statement_cache_size{query}")
 
 
 def test_long_texts_are_not_kept(connection, monkeypatch):
