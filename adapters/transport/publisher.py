@@ -22,7 +22,7 @@ from services.handlers.relay import PublishFailed
 from services.protocol import rules
 from services.protocol.transport import CONTENT_ENCODING, CONTENT_TYPE
 
-from .topology import Topology, connect_once_per_address
+from .topology import Topology, connect_once_per_address, release_quietly
 from .uris import without_credentials
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,7 @@ class EnvelopePublisher:
 
     def _reset(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.release()
-            except Exception:  # the connection is already broken; nothing to keep
-                pass
+        release_quietly(connection)
 
     def publish(self, raw: bytes, routing_key: str, message_id: str | None = None) -> None:
         """One message, confirmed; PublishFailed if the broker did not take it. A connection

@@ -163,6 +163,16 @@ def connect_once_per_address(connection: Connection, *, timeout: float | None = 
     connection.ensure_connection(max_retries=max(len(connection.alt), 1) - 1, timeout=timeout)
 
 
+def release_quietly(connection: Connection | None) -> None:
+    """Let go of a connection that may be broken already (a publisher's after a failure, or
+    at close): nothing of it is kept, and its errors are not the caller's."""
+    if connection is not None:
+        try:
+            connection.release()
+        except Exception:  # already broken; nothing to keep
+            pass
+
+
 def _connect(connection: Connection, where: str, account: str, what: str, setting: str, timeout: float) -> None:
     try:
         connect_once_per_address(connection, timeout=timeout)

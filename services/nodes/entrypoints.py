@@ -34,7 +34,7 @@ from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 from nameko.rpc import RPC_QUEUE_TEMPLATE, Rpc, RpcConsumer, get_rpc_exchange
 
-from adapters.transport.topology import QUORUM, connect_once_per_address
+from adapters.transport.topology import QUORUM, connect_once_per_address, release_quietly
 from adapters.transport.uris import without_credentials
 from services import config as c
 from services.handlers.receiving import Delivery
@@ -262,11 +262,7 @@ class _Replies:
 
     def _reset(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.release()
-            except Exception:  # already broken; nothing to keep
-                pass
+        release_quietly(connection)
 
     def close(self) -> None:
         with self._lock:
@@ -291,7 +287,12 @@ class ResilientRpcConsumer(RpcConsumer):
         self._replies = _Replies(self.container.config)
 
     def stop(self):
+        # nameko stops this consumer after the running workers are done: no reply comes later.
         super().stop()
+        self._replies.close()
+
+    def kill(self):
+        super().kill()
         self._replies.close()
 
     def handle_result(self, message, result, exc_info):

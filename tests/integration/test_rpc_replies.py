@@ -10,16 +10,19 @@ import uuid
 from functools import partial
 from types import SimpleNamespace
 
+import eventlet
 import pytest
+from eventlet.event import Event
 from kombu import Connection, Queue
 from kombu.exceptions import KombuError
 from nameko.amqp.publish import Publisher
 from nameko.constants import NON_PERSISTENT
-from nameko.exceptions import UnserializableValueError
 from nameko.rpc import Responder, get_rpc_exchange
+from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.testing.services import entrypoint_waiter
 
 from adapters.transport.management import ManagementApi
-from services.nodes.entrypoints import _Replies
+from services.nodes.entrypoints import ResilientRpcConsumer, _Replies, control_rpc
 from tests.integration.conftest import ADMIN_PASSWORD, ADMIN_USER, BROKER_ADDRESS, MANAGEMENT_URI
 
 pytestmark = pytest.mark.integration
@@ -108,3 +111,50 @@ def test_a_broker_that_cannot_be_reached_is_the_callers_error():
                                           "correlation_id": "c-4"})
     with pytest.raises((OSError, KombuError)):  # the consumer requeues the request then
         replies.send(request, "lost", None)
+
+
+class _Slow:
+    """A service whose call waits until the test lets it finish."""
+
+    name = "slow_replies"
+    started = release = None  # eventlet Events: the call began; the test lets it finish
+
+    @control_rpc
+    def finish(self, value):
+        self.started.send()
+        self.release.wait()
+        return value
+
+
+def test_a_call_finishing_while_the_node_stops_is_answered_and_nothing_stays_open(vhost_uri, container_factory):
+    """nameko stops the entrypoints, waits for the running workers, then the consumer: the
+    reply of a call still running at stop goes out, and the reply connection is closed after
+    it (not made again by a late worker)."""
+    _Slow.started, _Slow.release = Event(), Event()
+    container = container_factory(_Slow, {"AMQP_URI": vhost_uri})
+    container.start()
+    [consumer] = [ext for ext in container.subextensions if isinstance(ext, ResilientRpcConsumer)]
+    with ClusterRpcProxy({"AMQP_URI": vhost_uri}, timeout=30) as proxy:
+        with entrypoint_waiter(container, "finish"):
+            reply = proxy[_Slow.name].finish.call_async("answered")
+            _Slow.started.wait()
+            stopping = eventlet.spawn(container.stop)
+            eventlet.sleep(0)  # stop begins: the entrypoints stop, then it waits for the worker
+            assert not stopping.dead
+            _Slow.release.send()
+        assert reply.result() == "answered"
+        stopping.wait()
+    assert consumer._replies._connection is None
+
+
+def test_a_killed_node_leaves_no_reply_connection_open(vhost_uri, container_factory):
+    _Slow.started, _Slow.release = Event(), Event()
+    _Slow.release.send()
+    container = container_factory(_Slow, {"AMQP_URI": vhost_uri})
+    container.start()
+    [consumer] = [ext for ext in container.subextensions if isinstance(ext, ResilientRpcConsumer)]
+    with ClusterRpcProxy({"AMQP_URI": vhost_uri}, timeout=30) as proxy:
+        assert proxy[_Slow.name].finish("once") == "once"
+    assert consumer._replies._connection is not None
+    container.kill()
+    assert consumer._replies._connection is None
