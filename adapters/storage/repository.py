@@ -393,7 +393,9 @@ class NodeRepository:
     def _update_from_values(self, table, key: str, guard: str | None, names: tuple, rows: list[tuple]) -> None:
         """One ``UPDATE ... FROM (VALUES ...)`` per page of rows, written directly for the
         driver (compiling a statement of a new length each time would cost more than it saves).
-        Values go through each column's own bind processing and are cast to its type."""
+        Values go through each column's own bind processing, None included (a JSON column's
+        None is JSON null, as Core and SQLite's direct statements store it), and are cast to
+        its type."""
         dialect = self.session.get_bind().dialect
         columns = [table.c[key], table.c[guard] if guard else table.c[key]] + [table.c[name] for name in names]
         row_sql, processors = pg_statements.cast_row(columns, dialect)
@@ -405,7 +407,7 @@ class NodeRepository:
             page = rows[start:start + size]
             params = []
             for row in page:
-                params.extend(p(v) if p is not None and v is not None else v for p, v in zip(processors, row))
+                params.extend(v if p is None else p(v) for p, v in zip(processors, row))
             self._driver_write(
                 f'UPDATE {table.name} AS t SET {assignments} FROM (VALUES {", ".join([row_sql] * len(page))}) '
                 f'AS v({", ".join(aliases)}) WHERE {condition}', tuple(params))

@@ -11,6 +11,7 @@ import uuid
 from contextlib import ExitStack
 
 import pytest
+from sqlalchemy import select, text, update
 
 from adapters.storage import pg_statements
 from adapters.storage.exceptions import DuplicateRequest
@@ -102,5 +103,24 @@ def test_shapes_it_does_not_take_go_to_core(postgres_url):
                                                                      "result": None}], dialect)
         assert sql.startswith("INSERT INTO control_requests (request_id, action, at, result) VALUES (%s::VARCHAR(200)")
         assert params[-1] == "null"  # a JSON column's None is JSON null, as Core stores it
+    finally:
+        store.dispose()
+
+
+def test_an_update_stores_none_as_core_does(postgres_url, traffic, monkeypatch):
+    """``UPDATE ... FROM (VALUES ...)`` (NodeRepository._update_many on PostgreSQL) binds every
+    value as Core does: a JSON column's None is JSON null, a nullable text column's NULL."""
+    store = _replayed(postgres_url(), traffic[PS], together=True, monkeypatch=monkeypatch)
+    try:
+        with store.transaction() as repo:
+            first, second = [row[0] for row in repo._core(select(MESSAGES.c.message_id).order_by(
+                MESSAGES.c.message_id).limit(2))]
+            repo._update_many(MESSAGES, "message_id", [(first, None, {"reason_codes": None, "detail": None})])
+            repo._core(update(MESSAGES).where(MESSAGES.c.message_id == second).values(reason_codes=None, detail=None))
+        with store.transaction() as repo:
+            stored = {row[0]: row[1:] for row in repo._core(
+                select(MESSAGES.c.message_id, text("reason_codes IS NULL"), text("reason_codes::text"),
+                       MESSAGES.c.detail).where(MESSAGES.c.message_id.in_([first, second])))}
+        assert stored[first] == stored[second] == (False, "null", None)
     finally:
         store.dispose()
