@@ -48,6 +48,7 @@ from services import provisioning, settings  # noqa: E402
 from services.demo import story  # noqa: E402
 
 from bench.history import populate  # noqa: E402
+from bench.platform_probe import work_us  # noqa: E402
 
 SENDER, RECEIVER = "medical_security", "public_security"
 BROKER = "127.0.0.1:5672"
@@ -56,6 +57,7 @@ POSTGRES_ADMIN = "postgresql+pg8000://postgres@127.0.0.1:5432/postgres"
 PYTHON = sys.executable
 IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "2"))
 CLUEBUS = str(Path(PYTHON).with_name("cluebus"))
+MACHINE_WORK_REPEATS = 300  # about a tenth of a second
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -352,6 +354,9 @@ def main() -> None:
     result: dict = {"messages": args.messages, "database": args.database, "history": args.history,
                     "chunk": args.chunk}
     nodes: list[Process] = []
+    # The same pure-Python work timed back to back (bench/platform_probe.py), before and after
+    # the run: these machines' speed drifts from minute to minute, and with it every figure.
+    result["machine_work_us"] = [work_us(0, MACHINE_WORK_REPEATS)]
     try:
         body = clue_body(now, 0)
         baselines = [] if args.no_baseline else [args.messages / baseline(setup, args.messages, body)]
@@ -438,6 +443,7 @@ def main() -> None:
         for node in nodes:
             node.stop()
         setup.close()
+    result["machine_work_us"].append(work_us(0, MACHINE_WORK_REPEATS))
     result["baseline_rate"] = None
     if baselines:
         mean = sum(baselines) / len(baselines)
@@ -461,6 +467,8 @@ def main() -> None:
               f" ({' / '.join(f'{r:.2f}' for r in result['ratio_each'])} against each)")
         print(f"  the nodes' CPU while idle during the second baseline (%): {result['idle_node_cpu_percent']}")
     print(f"  CPU per transfer (ms): {result['cpu_ms_per_transfer']}")
+    print(f"  the machine: the same work took {' then '.join(f'{us:.0f}' for us in result['machine_work_us'])} µs"
+          " (bench/platform_probe.py; 250 µs on a fast day)")
     if result["p99_ms"] is not None:
         if 'single_call_max_rate' in result:
             print(f"  single refer_clue calls at most {result['single_call_max_rate']}/s")
