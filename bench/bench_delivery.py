@@ -27,6 +27,7 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -318,17 +319,40 @@ def single_calls_max(rpc, engine, count: int, now: datetime, in_flight: int = 64
 
 def paced(rpc, count: int, rate: float, now: datetime) -> dict[str, datetime]:
     """``count`` single refer_clue calls at ``rate`` per second, each sent when due (calls do
-    not wait for each other's answers), each timed from the moment it was sent."""
-    pending: list[tuple[datetime, object]] = []
+    not wait for each other's answers), each timed from the moment it was sent. Between
+    sends the replies that have arrived are taken at once, as callers each waiting for their
+    own answer would take them (left for the end, thousands would wait at the broker)."""
+    outstanding: dict[str, tuple[datetime, object]] = {}  # correlation id: (sent, reply)
+    sent_at: dict[str, datetime] = {}
     interval = 1.0 / rate
     start = time.perf_counter()
     for index in range(count):
-        delay = start + index * interval - time.perf_counter()
-        if delay > 0:
-            eventlet.sleep(delay)
+        _take_replies(outstanding, sent_at, start + index * interval)
         t0 = datetime.now(timezone.utc)
-        pending.append((t0, rpc[SENDER].refer_clue.call_async(clue_body(now, 10_000_000 + index))))
-    return {reply.result()["messages"][0]["message_id"]: t0 for t0, reply in pending}
+        reply = rpc[SENDER].refer_clue.call_async(clue_body(now, 10_000_000 + index))
+        outstanding[reply.reply_event.correlation_id] = (t0, reply)
+    for t0, reply in outstanding.values():
+        sent_at[reply.result()["messages"][0]["message_id"]] = t0
+    return sent_at
+
+
+def _take_replies(outstanding: dict, sent_at: dict[str, datetime], until: float) -> None:
+    """Read replies until the moment ``until`` (perf_counter), taking each that arrived (which
+    acks it) and noting when its call was sent."""
+    while (left := until - time.perf_counter()) > 0:
+        if not outstanding:
+            eventlet.sleep(left)
+            return
+        # The standalone proxy's reply consumer (nameko.standalone.rpc.PollingQueueConsumer):
+        # one connection for every reply, read here only.
+        replies = next(iter(outstanding.values()))[1].reply_event.queue_consumer
+        try:
+            replies.consumer.connection.drain_events(timeout=left)
+        except socket.timeout:  # py-amqp keeps a partly read frame for the next read
+            pass
+        for correlation_id in [cid for cid in outstanding if cid in replies.replies]:
+            t0, reply = outstanding.pop(correlation_id)
+            sent_at[reply.result()["messages"][0]["message_id"]] = t0
 
 
 def main() -> None:
