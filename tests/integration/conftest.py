@@ -68,15 +68,19 @@ def database_url(request, tmp_path):
     prefix = f"cluebus_test_{uuid.uuid4().hex[:10]}"
     agencies = c.agency_codes(c.load_config(environ={}))  # every node, the office too
     engine = _postgres_admin()
+
+    def each(statement: str) -> None:
+        # One connection per database at once: the server makes (and drops) them in parallel,
+        # about half the time of one after the other, for every PostgreSQL test.
+        def run(agency):
+            with engine.connect() as connection:
+                connection.exec_driver_sql(statement.format(f"{prefix}_{agency}"))
+        list(eventlet.GreenPool(len(agencies)).imap(run, agencies))
     try:
-        with engine.connect() as connection:
-            for agency in agencies:
-                connection.exec_driver_sql(f'CREATE DATABASE "{prefix}_{agency}"')
+        each('CREATE DATABASE "{}"')
         yield f"postgresql+pg8000://postgres@127.0.0.1:5432/{prefix}_{{agency}}"
     finally:
-        with engine.connect() as connection:
-            for agency in agencies:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{agency}" WITH (FORCE)')
+        each('DROP DATABASE IF EXISTS "{}" WITH (FORCE)')
         engine.dispose()
 
 
