@@ -55,6 +55,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 progress.ticking():
             plan, _ = provisioning.setup(config)
     except ManagementError as exc:
+        if not args.keep:  # the broker credentials made for it are secrets: not left behind
+            shutil.rmtree(data_dir, ignore_errors=True)
         raise CommandError(f"cannot provision the demo's bus: {exc}") from None
     print(f"cluebus demo: bus {uris.without_credentials(config[c.BROKER][c.BUS_URI])}, data in {data_dir}")
     print(f"  the demo's own virtual hosts and {len(plan.accounts)} broker accounts (one on the bus and one on "
@@ -71,6 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
     except Exception as exc:  # the broker refused an account, a port is taken, ...
         if not args.keep:
             provisioning.remove(config)
+            shutil.rmtree(data_dir, ignore_errors=True)
         raise CommandError(f"could not start the nodes: {exc.__class__.__name__}: {exc}") from None
     dashboard = f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard"
     print(f"  nodes running: {', '.join(agencies)}, and the joint office (dashboard {dashboard}"

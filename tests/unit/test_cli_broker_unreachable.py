@@ -1,5 +1,7 @@
 """Commands that need the broker say so in one line, with the fix, when it is not there."""
 
+import tempfile
+
 from services.cli.main import main
 
 
@@ -20,10 +22,14 @@ def _one_line(capsys) -> str:
 def test_demo_without_a_reachable_broker_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLUEBUS_BROKER_ADMIN_URI", "http://guest:guest@127.0.0.1:1/")  # nothing listens there
     _keys(tmp_path, monkeypatch, capsys)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the demo makes its data directory
     assert main(["demo"]) == 2
     err = _one_line(capsys)
     assert "cannot reach the management API" in err and "rabbitmq-server -detached" in err
     assert "guest:guest" not in err
+    assert list(temporary.iterdir()) == []  # its data directory, broker credentials included, is gone
 
 
 def test_run_without_credentials_says_who_makes_them(tmp_path, monkeypatch, capsys):
