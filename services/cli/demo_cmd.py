@@ -50,13 +50,21 @@ def run_demo(args: argparse.Namespace) -> int:
     config = demo_config(base, data_dir, uuid.uuid4().hex[:8])
     agencies = node_agencies(config)
     when = time_format(args, config)
+
+    def discard(*, provisioned: bool = True) -> None:
+        """Unless --keep: the demo's bus and its data directory (the broker credentials made
+        for it are secrets: never left behind)."""
+        if not args.keep:
+            if provisioned:
+                provisioning.remove(config)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
     try:
         with Progress("setting up the demo's bus (virtual hosts, accounts, permissions)") as progress, \
                 progress.ticking():
             plan, _ = provisioning.setup(config)
     except ManagementError as exc:
-        if not args.keep:  # the broker credentials made for it are secrets: not left behind
-            shutil.rmtree(data_dir, ignore_errors=True)
+        discard(provisioned=False)
         raise CommandError(f"cannot provision the demo's bus: {exc}") from None
     print(f"cluebus demo: bus {uris.without_credentials(config[c.BROKER][c.BUS_URI])}, data in {data_dir}")
     print(f"  the demo's own virtual hosts and {len(plan.accounts)} broker accounts (one on the bus and one on "
@@ -71,9 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with Progress(f"starting {len(agencies)} nodes and the joint office") as progress, progress.ticking():
             runner = start_nodes(config, agencies, office=True, clock=clock)
     except Exception as exc:  # the broker refused an account, a port is taken, ...
-        if not args.keep:
-            provisioning.remove(config)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        discard()
         raise CommandError(f"could not start the nodes: {exc.__class__.__name__}: {exc}") from None
     dashboard = f"http://{config[c.OFFICE][c.HTTP_ADDRESS]}/dashboard"
     print(f"  nodes running: {', '.join(agencies)}, and the joint office (dashboard {dashboard}"
@@ -101,9 +107,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 print("The joint office's dashboard stops with the demo: run `cluebus demo --stay` to browse it.")
     finally:
         runner.stop()
-        if not args.keep:
-            provisioning.remove(config)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        discard()
     print("")
     print("every message signed, receipted and verified" if ok else "SOME CHECKS FAILED (see above)")
     if args.keep:

@@ -134,12 +134,20 @@ def test_a_call_finishing_while_the_node_stops_is_answered_and_nothing_stays_ope
     container = container_factory(_Slow, {"AMQP_URI": vhost_uri})
     container.start()
     [consumer] = [ext for ext in container.subextensions if isinstance(ext, ResilientRpcConsumer)]
+    waiting_for_workers = Event()
+    waitall = container._worker_pool.waitall
+
+    def noted_waitall():  # nameko's stop, after the entrypoints stopped and before the consumer
+        waiting_for_workers.send()
+        return waitall()
+    container._worker_pool.waitall = noted_waitall
     with ClusterRpcProxy({"AMQP_URI": vhost_uri}, timeout=30) as proxy:
         with entrypoint_waiter(container, "finish"):
             reply = proxy[_Slow.name].finish.call_async("answered")
             _Slow.started.wait()
             stopping = eventlet.spawn(container.stop)
-            eventlet.sleep(0)  # stop begins: the entrypoints stop, then it waits for the worker
+            with eventlet.Timeout(30):
+                waiting_for_workers.wait()  # the stop has begun and waits for this call
             assert not stopping.dead
             _Slow.release.send()
         assert reply.result() == "answered"
